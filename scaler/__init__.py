@@ -1,0 +1,13 @@
+"""scaler: find how to scale a convolutional network for a hardware budget."""
+
+from scaler.baselines import baseline_names, get_baseline, resolve_spec
+from scaler.build import build_model
+from scaler.errors import ScalerError, SpecError
+from scaler.scaling import compound, round_channels, round_repeats, round_resolution, scale
+from scaler.spec import Head, Spec, Stage, Stem, load_spec, save_spec
+
+__all__ = [
+    "Head", "ScalerError", "Spec", "SpecError", "Stage", "Stem",
+    "baseline_names", "build_model", "compound", "get_baseline", "load_spec", "resolve_spec",
+    "round_channels", "round_repeats", "round_resolution", "save_spec", "scale",
+]

@@ -1,0 +1,141 @@
+"""Turn a spec into a torch.nn.Module laid out as torchvision lays out the spec's family."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from scaler.baselines import resolve_spec
+from scaler.blocks import BLOCKS, ConvNormAct, LayerNorm2d, activation, convnext_downsample, hidden_channels, norm2d
+from scaler.spec import Spec
+
+
+def drop_path_rates(spec: Spec) -> list[float]:
+    """Stochastic-depth probability of every block, rising linearly from 0 (torchvision's EfficientNet rule)."""
+    total = sum(stage.repeats for stage in spec.stages)
+    return [spec.drop_path * i / total for i in range(total)]
+
+
+def _stages(spec: Spec, cin: int) -> list[list[nn.Module]]:
+    rates = iter(drop_path_rates(spec))
+    stages = []
+    for stage in spec.stages:
+        blocks = []
+        for i in range(stage.repeats):
+            block_in = cin if i == 0 else stage.channels
+            stride = stage.stride if i == 0 and stage.block != "convnext" else 1
+            blocks.append(
+                BLOCKS[stage.block](
+                    block_in, stage.channels, stride, stage.kernel,
+                    hidden_channels(stage.block, block_in, stage.channels, stage.expansion, spec.divisor),
+                    stage.se_ratio, next(rates), spec.activation, spec.norm, spec.norm_eps,
+                )
+            )
+        stages.append(blocks)
+        cin = stage.channels
+    return stages
+
+
+class Network(nn.Module):
+    """features -> avgpool -> classifier, as torchvision's EfficientNet, MobileNetV2 and ConvNeXt."""
+
+    def __init__(self, features: nn.Sequential, classifier: nn.Sequential, classifier_takes_map: bool):
+        super().__init__()
+        self.features = features
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = classifier
+        self.classifier_takes_map = classifier_takes_map
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(x if self.classifier_takes_map else torch.flatten(x, 1))
+
+
+class ResNet(nn.Module):
+    """conv1, bn1, relu, maxpool, layer1..N, avgpool, fc, as torchvision's ResNet."""
+
+    def __init__(self, spec: Spec):
+        super().__init__()
+        stem = spec.stem
+        self.conv1 = nn.Conv2d(3, stem.channels, stem.kernel, stem.stride, (stem.kernel - 1) // 2, bias=False)
+        self.bn1 = norm2d(spec.norm, stem.channels, spec.norm_eps)
+        self.relu = activation(spec.activation)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        for i, blocks in enumerate(_stages(spec, stem.channels)):
+            self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
+        self.num_stages = len(spec.stages)
+        width = spec.stages[-1].channels
+        self.head = ConvNormAct(width, spec.head.channels, 1, norm=spec.norm, eps=spec.norm_eps,
+                                act=spec.activation) if spec.head.channels else None
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.dropout = nn.Dropout(spec.dropout, inplace=True) if spec.dropout else None
+        self.fc = nn.Linear(spec.head.channels or width, spec.num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for i in range(self.num_stages):
+            x = getattr(self, f"layer{i + 1}")(x)
+        if self.head is not None:
+            x = self.head(x)
+        x = torch.flatten(self.avgpool(x), 1)
+        if self.dropout is not None:
+            x = self.dropout(x)
+        return self.fc(x)
+
+
+def _features_network(spec: Spec) -> Network:
+    stem = spec.stem
+    convnext = spec.family == "convnext"
+    if convnext:
+        features = [ConvNormAct(3, stem.channels, stem.kernel, stem.stride, norm=spec.norm, eps=spec.norm_eps,
+                                act=None, padding=0, bias=True)]
+    else:
+        features = [ConvNormAct(3, stem.channels, stem.kernel, stem.stride, norm=spec.norm, eps=spec.norm_eps,
+                                act=spec.activation)]
+    cin = stem.channels
+    for stage, blocks in zip(spec.stages, _stages(spec, stem.channels)):
+        if convnext and stage.stride > 1:
+            features.append(convnext_downsample(cin, stage.channels, stage.stride, spec.norm_eps))
+        if spec.family == "mobilenetv2":
+            features.extend(blocks)
+        else:
+            features.append(nn.Sequential(*blocks))
+        cin = stage.channels
+    if spec.head.channels:
+        features.append(ConvNormAct(cin, spec.head.channels, 1, norm=spec.norm, eps=spec.norm_eps,
+                                    act=spec.activation))
+        cin = spec.head.channels
+    if convnext:
+        classifier = [LayerNorm2d(cin, eps=spec.norm_eps), nn.Flatten(1)]
+        if spec.dropout:
+            classifier.append(nn.Dropout(spec.dropout, inplace=True))
+    else:
+        classifier = [nn.Dropout(spec.dropout, inplace=True)]
+    classifier.append(nn.Linear(cin, spec.num_classes))
+    return Network(nn.Sequential(*features), nn.Sequential(*classifier), classifier_takes_map=convnext)
+
+
+def build_model(network: Spec | str | Path) -> nn.Module:
+    """A freshly initialised torch module for a spec, a baseline name or a spec file."""
+    spec = resolve_spec(network)
+    model = ResNet(spec) if spec.family == "resnet" else _features_network(spec)
+    _initialise(model)
+    return model
+
+
+def _initialise(model: nn.Module) -> None:
+    """torchvision's initialisation: Kaiming-normal convs (fan out), unit norms, small uniform linears."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm2d, nn.LayerNorm)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            bound = 1.0 / module.out_features**0.5
+            nn.init.uniform_(module.weight, -bound, bound)
+            nn.init.zeros_(module.bias)

@@ -1,0 +1,113 @@
+"""Scaling rules: pure functions from a spec and multipliers to a new, concrete spec.
+
+Rounding is where published networks and naive formulas part ways, so every rule is spelled out:
+channels go to a multiple of the spec's divisor (EfficientNet V1 never loses more than 10 % of the
+exact width, V2 does not guard), repeats go up (with a guard against float error: 5 x 2.2 is 11),
+resolution goes to the nearest multiple of 8.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+from scaler.errors import ScalerError
+from scaler.spec import Head, Spec
+
+PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA = 1.2, 1.1, 1.15
+
+
+def round_channels(channels: float, divisor: int = 8, ninety_rule: bool = True) -> int:
+    """Nearest multiple of `divisor`, never below `divisor`; with `ninety_rule`, never below 90 % of `channels`."""
+    rounded = max(divisor, int(channels + divisor / 2) // divisor * divisor)
+    if ninety_rule and rounded < 0.9 * channels:
+        rounded += divisor
+    return rounded
+
+
+def round_repeats(repeats: int, multiplier: float) -> int:
+    """ceil(repeats * multiplier), at least 1; a product within 1e-9 of an integer counts as that integer."""
+    exact = repeats * multiplier
+    nearest = round(exact)
+    if abs(exact - nearest) < 1e-9:
+        return max(1, nearest)
+    return max(1, math.ceil(exact))
+
+
+def round_resolution(resolution: float, multiple: int = 8) -> int:
+    """Nearest multiple of `multiple`, at least `multiple`."""
+    return max(multiple, int(round(resolution / multiple)) * multiple)
+
+
+def _positive_finite(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ScalerError(f"{name}: must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def scale(
+    spec: Spec,
+    width: float = 1.0,
+    depth: float = 1.0,
+    resolution: int | None = None,
+    dropout: float | None = None,
+    name: str | None = None,
+) -> Spec:
+    """Multiply every stage's channels by `width` and repeats by `depth`; set the resolution.
+
+    Stem and head widths scale too, as in EfficientNet. `resolution` is taken as given (the paper's B1-B7
+    resolutions are hand-picked); `compound` rounds its own.
+    """
+    width = _positive_finite("width", width)
+    depth = _positive_finite("depth", depth)
+    ninety = spec.rounding == "v1"
+
+    def channels(c: int) -> int:
+        return c if width == 1.0 else round_channels(c * width, spec.divisor, ninety)
+
+    stages = tuple(
+        replace(stage, repeats=round_repeats(stage.repeats, depth), channels=channels(stage.channels))
+        for stage in spec.stages
+    )
+    return replace(
+        spec,
+        name=name or spec.name,
+        stem=replace(spec.stem, channels=channels(spec.stem.channels)),
+        stages=stages,
+        head=Head(channels(spec.head.channels) if spec.head.channels else 0),
+        resolution=spec.resolution if resolution is None else resolution,
+        dropout=spec.dropout if dropout is None else dropout,
+    )
+
+
+def multipliers(alpha: float, beta: float, gamma: float, phi: float) -> tuple[float, float, float]:
+    """(depth, width, resolution) multipliers alpha^phi, beta^phi, gamma^phi, after checking the inputs."""
+    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ScalerError(f"{name}: must be a finite number, got {value!r}")
+        if value < 1:
+            raise ScalerError(f"{name}: must be at least 1 (compound scaling never shrinks a dimension "
+                              f"as another grows; use a negative phi to shrink), got {value!r}")
+    if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not math.isfinite(phi):
+        raise ScalerError(f"phi: must be a finite number, got {phi!r}")
+    return alpha**phi, beta**phi, gamma**phi
+
+
+def compound(
+    spec: Spec,
+    alpha: float = PAPER_ALPHA,
+    beta: float = PAPER_BETA,
+    gamma: float = PAPER_GAMMA,
+    phi: float = 1.0,
+    resolution_multiple: int = 8,
+) -> Spec:
+    """EfficientNet's compound scaling: depth alpha^phi, width beta^phi, resolution gamma^phi, for any real phi."""
+    depth, width, res = multipliers(alpha, beta, gamma, phi)
+    label = f"{spec.name}@phi={phi:g}" if phi else spec.name
+    return scale(
+        spec,
+        width=width,
+        depth=depth,
+        resolution=round_resolution(spec.resolution * res, resolution_multiple),
+        name=label,
+    )
