@@ -1,84 +1,21 @@
 """Building blocks, each beside its cost twin.
 
 Every block is the torchvision module of its family, layer for layer and name for name, so that a
-torchvision state_dict loads into the built network. Next to each block sits a function that computes
-the block's cost from the same arguments without building anything (pycls's idea: cost and structure
-change together because they sit together). Tests hold the twins to what the built modules measure.
+torchvision state_dict loads into the built network. Each block's `cost` follows its `forward` on
+shapes alone (see scaler.layers); tests hold the twins to what the built modules measure.
+All blocks take the same arguments: (cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm, eps).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from scaler.layers import (
+    Act, ConvNormAct, Cost, LayerNorm2d, Permute, SqueezeExcitation, StochasticDepth, activation, activation_cost,
+    conv_cost, linear_cost, norm2d, norm_cost,
+)
 from scaler.scaling import round_channels
-
-INPLACE_ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "relu6": nn.ReLU6}
-
-
-def activation(kind: str) -> nn.Module:
-    """The spec's activation; in place where torchvision's is (all but GELU)."""
-    return nn.GELU() if kind == "gelu" else INPLACE_ACTIVATIONS[kind](inplace=True)
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of an NCHW tensor, as torchvision's ConvNeXt has it."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
-
-
-def norm2d(kind: str, channels: int, eps: float) -> nn.Module:
-    return nn.BatchNorm2d(channels, eps=eps) if kind == "batchnorm" else LayerNorm2d(channels, eps=eps)
-
-
-class ConvNormAct(nn.Sequential):
-    """Conv2d, norm, activation: torchvision's Conv2dNormActivation (same children 0, 1, 2)."""
-
-    def __init__(self, cin, cout, kernel, stride=1, groups=1, norm="batchnorm", eps=1e-5, act="silu",
-                 padding=None, bias=False):
-        padding = (kernel - 1) // 2 if padding is None else padding
-        layers = [nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=bias), norm2d(norm, cout, eps)]
-        if act is not None:
-            layers.append(activation(act))
-        super().__init__(*layers)
-
-
-class StochasticDepth(nn.Module):
-    """Drops the whole residual branch of a random subset of samples in training (torchvision's "row" mode)."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        survival = 1.0 - self.p
-        noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device).bernoulli_(survival)
-        return x * noise.div_(survival)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, mode=row"
-
-
-class SqueezeExcitation(nn.Module):
-    """torchvision.ops.SqueezeExcitation: pool, 1x1 conv down, activation, 1x1 conv up, sigmoid gate."""
-
-    def __init__(self, channels: int, squeeze: int, act: str):
-        super().__init__()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, squeeze, 1)
-        self.fc2 = nn.Conv2d(squeeze, channels, 1)
-        self.activation = activation(act)
-        self.scale_activation = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
-        return scale * x
 
 
 def hidden_channels(block: str, cin: int, cout: int, expansion: float, divisor: int) -> int:
@@ -94,6 +31,12 @@ def hidden_channels(block: str, cin: int, cout: int, expansion: float, divisor: 
 
 def squeeze_channels(cin: int, se_ratio: float) -> int:
     return max(1, int(cin * se_ratio))
+
+
+def _residual(cost: Cost, branch: Act, drop_path: float) -> Act:
+    """branch (after stochastic depth) + shortcut: the sum is a new tensor; the add keeps nothing."""
+    StochasticDepth.cost(cost, branch, drop_path)
+    return cost.output(branch.channels, branch.height, branch.width)
 
 
 class MBConv(nn.Module):
@@ -119,6 +62,17 @@ class MBConv(nn.Module):
             result += x
         return result
 
+    @staticmethod
+    def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:
+        y = x
+        if hidden != cin:
+            y = ConvNormAct.cost(cost, y, hidden, 1, norm=norm, act=act)
+        y = ConvNormAct.cost(cost, y, hidden, kernel, stride, groups=hidden, norm=norm, act=act)
+        if se_ratio:
+            y = SqueezeExcitation.cost(cost, y, squeeze_channels(cin, se_ratio), act)
+        y = ConvNormAct.cost(cost, y, cout, 1, norm=norm, act=None)
+        return _residual(cost, y, drop_path) if stride == 1 and cin == cout else y
+
 
 class FusedMBConv(MBConv):
     """EfficientNetV2's Fused-MBConv: one full kxk conv in place of expand + depthwise, then 1x1 project."""
@@ -135,6 +89,15 @@ class FusedMBConv(MBConv):
             layers = [ConvNormAct(cin, cout, kernel, stride, norm=norm, eps=eps, act=act)]
         self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(drop_path)
+
+    @staticmethod
+    def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:
+        if hidden != cin:
+            y = ConvNormAct.cost(cost, x, hidden, kernel, stride, norm=norm, act=act)
+            y = ConvNormAct.cost(cost, y, cout, 1, norm=norm, act=None)
+        else:
+            y = ConvNormAct.cost(cost, x, cout, kernel, stride, norm=norm, act=act)
+        return _residual(cost, y, drop_path) if stride == 1 and cin == cout else y
 
 
 class InvertedResidual(nn.Module):
@@ -159,6 +122,8 @@ class InvertedResidual(nn.Module):
             return x + self.stochastic_depth(self.conv(x))
         return self.conv(x)
 
+    cost = MBConv.cost
+
 
 class BasicBlock(nn.Module):
     """ResNet's two 3x3 convs; a 1x1 strided conv on the shortcut when the shape changes."""
@@ -180,6 +145,12 @@ class BasicBlock(nn.Module):
         out = self.stochastic_depth(out)
         out += identity
         return self.relu(out)
+
+    @staticmethod
+    def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:
+        y = ConvNormAct.cost(cost, x, cout, kernel, stride, norm=norm, act=act)
+        y = ConvNormAct.cost(cost, y, cout, kernel, norm=norm, act=None)
+        return _shortcut_cost(cost, x, y, cout, stride, drop_path, act, norm)
 
 
 class Bottleneck(nn.Module):
@@ -206,6 +177,13 @@ class Bottleneck(nn.Module):
         out += identity
         return self.relu(out)
 
+    @staticmethod
+    def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:
+        y = ConvNormAct.cost(cost, x, hidden, 1, norm=norm, act=act)
+        y = ConvNormAct.cost(cost, y, hidden, kernel, stride, norm=norm, act=act)
+        y = ConvNormAct.cost(cost, y, cout, 1, norm=norm, act=None)
+        return _shortcut_cost(cost, x, y, cout, stride, drop_path, act, norm)
+
 
 def _shortcut(cin: int, cout: int, stride: int, norm: str, eps: float) -> nn.Module | None:
     if stride == 1 and cin == cout:
@@ -213,13 +191,12 @@ def _shortcut(cin: int, cout: int, stride: int, norm: str, eps: float) -> nn.Mod
     return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), norm2d(norm, cout, eps))
 
 
-class Permute(nn.Module):
-    def __init__(self, dims: list[int]):
-        super().__init__()
-        self.dims = dims
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.permute(x, self.dims)
+def _shortcut_cost(cost: Cost, x: Act, branch: Act, cout: int, stride: int, drop_path: float, act: str,
+                   norm: str) -> Act:
+    """The ResNet tail: optional projection shortcut, residual add, then the activation on the sum."""
+    if stride != 1 or x.channels != cout:
+        ConvNormAct.cost(cost, x, cout, 1, stride, norm=norm, act=None, padding=0)
+    return activation_cost(cost, _residual(cost, branch, drop_path), act)
 
 
 class CNBlock(nn.Module):
@@ -244,10 +221,24 @@ class CNBlock(nn.Module):
         result += x
         return result
 
+    @staticmethod
+    def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:
+        y = conv_cost(cost, x, cout, kernel, groups=cout, bias=True)
+        y = norm_cost(cost, y, "layernorm")
+        y = linear_cost(cost, activation_cost(cost, linear_cost(cost, y, hidden), act), cout)
+        cost.params += cout
+        cost.save(y)
+        scaled = cost.output(cout, y.height, y.width)
+        return _residual(cost, scaled, drop_path)
+
 
 def convnext_downsample(cin: int, cout: int, stride: int, eps: float) -> nn.Module:
     """ConvNeXt's patchify downsampling between stages: LayerNorm, then a stride x stride conv."""
     return nn.Sequential(LayerNorm2d(cin, eps=eps), nn.Conv2d(cin, cout, stride, stride))
+
+
+def convnext_downsample_cost(cost: Cost, x: Act, cout: int, stride: int) -> Act:
+    return conv_cost(cost, norm_cost(cost, x, "layernorm"), cout, stride, stride, bias=True, padding=0)
 
 
 BLOCKS = {

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from scaler.baselines import resolve_spec
-from scaler.blocks import BLOCKS, ConvNormAct, LayerNorm2d, activation, convnext_downsample, hidden_channels, norm2d
+from scaler.blocks import BLOCKS, convnext_downsample, hidden_channels
+from scaler.layers import ConvNormAct, LayerNorm2d, activation, norm2d
 from scaler.spec import Spec
 
 
@@ -18,24 +19,29 @@ def drop_path_rates(spec: Spec) -> list[float]:
     return [spec.drop_path * i / total for i in range(total)]
 
 
-def _stages(spec: Spec, cin: int) -> list[list[nn.Module]]:
+def block_plan(spec: Spec) -> list[list[tuple]]:
+    """For each stage, the arguments of each of its blocks: (cin, cout, stride, kernel, hidden, se_ratio,
+    drop_path). The builder and the estimator both walk this plan, so they cannot disagree on the network."""
     rates = iter(drop_path_rates(spec))
-    stages = []
+    cin = spec.stem.channels
+    plan = []
     for stage in spec.stages:
         blocks = []
         for i in range(stage.repeats):
             block_in = cin if i == 0 else stage.channels
             stride = stage.stride if i == 0 and stage.block != "convnext" else 1
-            blocks.append(
-                BLOCKS[stage.block](
-                    block_in, stage.channels, stride, stage.kernel,
-                    hidden_channels(stage.block, block_in, stage.channels, stage.expansion, spec.divisor),
-                    stage.se_ratio, next(rates), spec.activation, spec.norm, spec.norm_eps,
-                )
-            )
-        stages.append(blocks)
+            hidden = hidden_channels(stage.block, block_in, stage.channels, stage.expansion, spec.divisor)
+            blocks.append((block_in, stage.channels, stride, stage.kernel, hidden, stage.se_ratio, next(rates)))
+        plan.append(blocks)
         cin = stage.channels
-    return stages
+    return plan
+
+
+def _stages(spec: Spec) -> list[list[nn.Module]]:
+    return [
+        [BLOCKS[stage.block](*args, spec.activation, spec.norm, spec.norm_eps) for args in blocks]
+        for stage, blocks in zip(spec.stages, block_plan(spec))
+    ]
 
 
 class Network(nn.Module):
@@ -63,7 +69,7 @@ class ResNet(nn.Module):
         self.bn1 = norm2d(spec.norm, stem.channels, spec.norm_eps)
         self.relu = activation(spec.activation)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        for i, blocks in enumerate(_stages(spec, stem.channels)):
+        for i, blocks in enumerate(_stages(spec)):
             self.add_module(f"layer{i + 1}", nn.Sequential(*blocks))
         self.num_stages = len(spec.stages)
         width = spec.stages[-1].channels
@@ -95,7 +101,7 @@ def _features_network(spec: Spec) -> Network:
         features = [ConvNormAct(3, stem.channels, stem.kernel, stem.stride, norm=spec.norm, eps=spec.norm_eps,
                                 act=spec.activation)]
     cin = stem.channels
-    for stage, blocks in zip(spec.stages, _stages(spec, stem.channels)):
+    for stage, blocks in zip(spec.stages, _stages(spec)):
         if convnext and stage.stride > 1:
             features.append(convnext_downsample(cin, stage.channels, stage.stride, spec.norm_eps))
         if spec.family == "mobilenetv2":

@@ -1,0 +1,173 @@
+"""The analytic cost of a network, from its spec alone: no module is built, so it takes microseconds.
+
+Counts are exact: parameters; multiply-adds of convolutions and linears ("FLOPs" in the EfficientNet
+paper and torchvision); fvcore's total, which adds norms and pooling; output elements of convolutions
+and linears (pycls's "activations"); and the bytes autograd saves for backward in one training step.
+Compute figures are per image, as papers report them; memory figures are for `batch_size` images.
+`peak_training_memory_bytes` is an estimate: weights, gradients, optimizer state, saved activations,
+and a transient of twice the largest activation (an output gradient and an input gradient alive at once).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from scaler.baselines import resolve_spec
+from scaler.blocks import BLOCKS, convnext_downsample_cost
+from scaler.build import block_plan
+from scaler.errors import ScalerError
+from scaler.layers import Act, ConvNormAct, Cost, conv_cost, dropout_cost, linear_cost, max_pool_cost, norm_cost, pool_cost
+from scaler.spec import Spec
+
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
+# Optimizer state per parameter, in parameters: Adam keeps two moments, SGD with momentum one buffer.
+OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "rmsprop": 1, "momentum": 1, "sgd": 0}
+
+
+@dataclass(frozen=True)
+class PartEstimate:
+    """One row of the per-stage table."""
+
+    name: str
+    summary: str
+    params: int
+    macs: int
+    fvcore_flops: int
+    activations: int
+    saved_activation_bytes: int
+    output_shape: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    name: str
+    resolution: int
+    batch_size: int
+    dtype: str
+    optimizer: str
+    params: int
+    macs: int
+    fvcore_flops: int
+    activations: int
+    saved_activation_bytes: int
+    peak_training_memory_bytes: int
+    weight_bytes: int
+    gradient_bytes: int
+    optimizer_state_bytes: int
+    transient_bytes: int
+    parts: tuple[PartEstimate, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"parts": [asdict(p) for p in self.parts]}
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ScalerError(f"{name}: must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_choice(name: str, value: str, choices) -> str:
+    if value not in choices:
+        raise ScalerError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def stage_summary(spec: Spec, index: int) -> str:
+    """One line that says what a stage is, e.g. 'mbconv x2 24ch k3 s2 e6 se0.25'."""
+    s = spec.stages[index]
+    text = f"{s.block} x{s.repeats} {s.channels}ch k{s.kernel} s{s.stride} e{s.expansion:g}"
+    return text + (f" se{s.se_ratio:g}" if s.se_ratio else "")
+
+
+def _stem_cost(spec: Spec, cost: Cost, x: Act) -> Act:
+    stem = spec.stem
+    if spec.family == "convnext":
+        return ConvNormAct.cost(cost, x, stem.channels, stem.kernel, stem.stride, norm=spec.norm, act=None,
+                                padding=0, bias=True)
+    x = ConvNormAct.cost(cost, x, stem.channels, stem.kernel, stem.stride, norm=spec.norm, act=spec.activation)
+    return max_pool_cost(cost, x) if spec.family == "resnet" else x
+
+
+def _stage_cost(spec: Spec, index: int, blocks: list[tuple], cost: Cost, x: Act) -> Act:
+    """The first block, then one more block counted (repeats - 1) times: blocks after the first are identical."""
+    stage = spec.stages[index]
+    twin = BLOCKS[stage.block].cost
+    if spec.family == "convnext" and stage.stride > 1:
+        x = convnext_downsample_cost(cost, x, stage.channels, stage.stride)
+    x = twin(cost, x, *blocks[0], spec.activation, spec.norm)
+    if len(blocks) > 1:
+        repeat = Cost()
+        x = twin(repeat, x, *blocks[1], spec.activation, spec.norm)
+        cost.add(repeat, len(blocks) - 1)
+    return x
+
+
+def _head_cost(spec: Spec, cost: Cost, x: Act) -> Act:
+    if spec.head.channels:
+        x = ConvNormAct.cost(cost, x, spec.head.channels, 1, norm=spec.norm, act=spec.activation)
+    x = pool_cost(cost, x)
+    if spec.family == "convnext":
+        x = norm_cost(cost, x, spec.norm)
+    return linear_cost(cost, dropout_cost(cost, x, spec.dropout), spec.num_classes)
+
+
+def _part(name: str, summary: str, cost: Cost, x: Act, batch_size: int, itemsize: int) -> PartEstimate:
+    return PartEstimate(name, summary, cost.params, cost.macs, cost.fvcore_flops, cost.activations,
+                        _saved_bytes(cost, batch_size, itemsize), (x.channels, x.height, x.width))
+
+
+def _saved_bytes(cost: Cost, batch_size: int, itemsize: int) -> int:
+    return batch_size * (cost.saved * itemsize + cost.saved_int64 * 8) + cost.saved_fixed * itemsize
+
+
+def estimate(
+    network: Spec | str | Path,
+    batch_size: int = 1,
+    dtype: str = "float32",
+    optimizer: str = "adamw",
+    resolution: int | None = None,
+) -> Estimate:
+    """Analytic cost of a spec, a baseline name or a spec file at `resolution` (the spec's by default).
+
+    `dtype` is the training dtype of weights and activations (bfloat16 halves every activation byte but
+    max-pool's int64 indices).
+    """
+    spec = resolve_spec(network)
+    batch_size = _positive_int("batch size", batch_size)
+    resolution = spec.resolution if resolution is None else _positive_int("resolution", resolution)
+    itemsize = DTYPE_BYTES[_check_choice("dtype", dtype, DTYPE_BYTES)]
+    _check_choice("optimizer", optimizer, OPTIMIZER_STATES)
+    if resolution < spec.total_stride:
+        raise ScalerError(f"resolution: {resolution} px is smaller than the network's total stride "
+                          f"({spec.total_stride}); use at least {spec.total_stride}")
+
+    parts, total = [], Cost()
+    x = Act(3, resolution, resolution)
+    steps = [("stem", f"{spec.stem.kernel}x{spec.stem.kernel} conv {spec.stem.channels}ch s{spec.stem.stride}",
+              lambda c, a: _stem_cost(spec, c, a))]
+    for i, blocks in enumerate(block_plan(spec)):
+        steps.append((f"stage {i + 1}", stage_summary(spec, i),
+                      lambda c, a, i=i, blocks=blocks: _stage_cost(spec, i, blocks, c, a)))
+    steps.append(("head", f"{spec.head.channels}ch, pool, linear {spec.num_classes}" if spec.head.channels
+                  else f"pool, linear {spec.num_classes}", lambda c, a: _head_cost(spec, c, a)))
+    for name, summary, step in steps:
+        cost = Cost()
+        x = step(cost, x)
+        parts.append(_part(name, summary, cost, x, batch_size, itemsize))
+        total.add(cost)
+
+    weight_bytes = total.params * itemsize
+    optimizer_bytes = OPTIMIZER_STATES[optimizer] * weight_bytes
+    saved = _saved_bytes(total, batch_size, itemsize)
+    transient = 2 * total.largest * batch_size * itemsize
+    return Estimate(
+        name=spec.name, resolution=resolution, batch_size=batch_size, dtype=dtype, optimizer=optimizer,
+        params=total.params, macs=total.macs, fvcore_flops=total.fvcore_flops, activations=total.activations,
+        saved_activation_bytes=saved,
+        peak_training_memory_bytes=2 * weight_bytes + optimizer_bytes + saved + transient,
+        weight_bytes=weight_bytes, gradient_bytes=weight_bytes, optimizer_state_bytes=optimizer_bytes,
+        transient_bytes=transient, parts=tuple(parts),
+    )
