@@ -1,0 +1,241 @@
+"""The `scaler` command: parses, calls the API, prints. Results go to stdout (tables, or JSON with --json);
+errors a user can cause are one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from scaler.baselines import baseline_names, get_baseline, resolve_spec
+from scaler.errors import ScalerError
+from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, Estimate, estimate
+from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound, multipliers
+from scaler.spec import Spec, save_spec, to_dict
+
+FLOPS_NOTE = "FLOPs are multiply-adds of conv and linear layers, per image, as in the EfficientNet paper."
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    """Columns aligned: text to the left, numbers to the right."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    numeric = [all(c[:1].isdigit() for c in (row[i] for row in cells[1:]) if c) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        lines.append("  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                     .rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _giga(value: int) -> str:
+    return f"{value / 1e9:.3f} G"
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.1f} MiB"
+
+
+def _emit_json(data) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def _spec_table(spec: Spec) -> str:
+    e = estimate(spec)
+    rows = [["stem", "conv", 1, spec.stem.channels, spec.stem.stride, spec.stem.kernel, "-", "-",
+             "x".join(map(str, e.parts[0].output_shape[1:]))]]
+    for i, (stage, part) in enumerate(zip(spec.stages, e.parts[1:-1])):
+        rows.append([f"stage {i + 1}", stage.block, stage.repeats, stage.channels, stage.stride, stage.kernel,
+                     f"{stage.expansion:g}", f"{stage.se_ratio:g}", "x".join(map(str, part.output_shape[1:]))])
+    if spec.head.channels:
+        rows.append(["head", "conv 1x1", 1, spec.head.channels, 1, 1, "-", "-", "1x1"])
+    header = ["part", "block", "repeats", "channels", "stride", "kernel", "expansion", "se", "output"]
+    return _table(header, rows)
+
+
+def _settings_line(spec: Spec) -> str:
+    return (f"{spec.name}: {spec.resolution} px, {spec.num_classes} classes, {spec.activation}, {spec.norm}, "
+            f"dropout {spec.dropout:g}, drop-path {spec.drop_path:g}, rounding {spec.rounding} (divisor {spec.divisor})")
+
+
+def _costs_table(e: Estimate) -> str:
+    rows = [[p.name, p.summary, f"{p.params:,}", f"{p.macs:,}", f"{p.fvcore_flops:,}", f"{p.activations:,}",
+             _mib(p.saved_activation_bytes), "x".join(map(str, p.output_shape))] for p in e.parts]
+    rows.append(["total", "", f"{e.params:,}", f"{e.macs:,}", f"{e.fvcore_flops:,}", f"{e.activations:,}",
+                 _mib(e.saved_activation_bytes), ""])
+    header = ["part", "what", "params", "FLOPs (MACs)", "fvcore", "activations", "saved (train)", "output"]
+    return _table(header, rows)
+
+
+def _summary(e: Estimate) -> str:
+    return "\n".join([
+        f"{e.name} at {e.resolution} px, batch {e.batch_size}, {e.dtype}, {e.optimizer}",
+        f"  params                   {e.params:>16,}",
+        f"  FLOPs (multiply-adds)    {e.macs:>16,}  ({_giga(e.macs)})",
+        f"  fvcore FLOPs             {e.fvcore_flops:>16,}  (adds norms and pooling)",
+        f"  activations              {e.activations:>16,}  (conv and linear outputs)",
+        f"  saved activations        {e.saved_activation_bytes:>16,}  bytes ({_mib(e.saved_activation_bytes)})",
+        f"  peak training memory     {e.peak_training_memory_bytes:>16,}  bytes ({_mib(e.peak_training_memory_bytes)}, "
+        f"estimate: weights {_mib(e.weight_bytes)}, gradients {_mib(e.gradient_bytes)}, "
+        f"optimizer {_mib(e.optimizer_state_bytes)}, transient {_mib(e.transient_bytes)})",
+    ])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="scaler")
+def cli() -> None:
+    """Find how to scale a convolutional network for a hardware budget.
+
+    FLOPs everywhere are multiply-adds of conv and linear layers, per image, as in the EfficientNet paper.
+    """
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def baselines(as_json: bool) -> None:
+    """The baseline networks scaler knows, with their exact cost.
+
+    Example: scaler baselines --json
+    """
+    rows = []
+    for name in baseline_names():
+        spec, e = get_baseline(name), estimate(name)
+        rows.append({"name": name, "family": spec.family, "resolution": spec.resolution, "params": e.params,
+                     "macs": e.macs, "fvcore_flops": e.fvcore_flops, "stages": len(spec.stages),
+                     "blocks": sum(s.repeats for s in spec.stages)})
+    if as_json:
+        _emit_json(rows)
+        return
+    click.echo(_table(["name", "family", "resolution", "params", "FLOPs (MACs)", "blocks"],
+                      [[r["name"], r["family"], r["resolution"], f"{r['params']:,}", _giga(r["macs"]), r["blocks"]]
+                       for r in rows]))
+    click.echo(FLOPS_NOTE)
+
+
+@cli.command()
+@click.argument("network")
+@click.option("--json", "as_json", is_flag=True, help="Print the spec as JSON.")
+def show(network: str, as_json: bool) -> None:
+    """Per-stage table of NETWORK (a baseline name or a spec file).
+
+    Example: scaler show efficientnet-b3
+    """
+    spec = resolve_spec(network)
+    if as_json:
+        _emit_json(to_dict(spec))
+        return
+    click.echo(_settings_line(spec))
+    click.echo(_spec_table(spec))
+
+
+@cli.command(name="estimate")
+@click.argument("network")
+@click.option("--resolution", "-r", type=int, help="Input resolution in pixels (default: the spec's).")
+@click.option("--batch-size", "-b", type=int, default=1, show_default=True, help="Images per training step.")
+@click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="float32", show_default=True,
+              help="Training dtype of weights and activations.")
+@click.option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adamw", show_default=True,
+              help="Optimizer, for the size of its state.")
+@click.option("--breakdown", is_flag=True, help="Add the per-stage table.")
+@click.option("--verify", is_flag=True, help="Also build the network and measure every figure (slow).")
+@click.option("--device", default="cpu", show_default=True, help="Device for --verify (cuda measures peak memory).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def estimate_command(network, resolution, batch_size, dtype, optimizer, breakdown, verify, device, as_json) -> None:
+    """Params, FLOPs, activations and training memory of NETWORK, computed without building it.
+
+    Example: scaler estimate efficientnet-b0 --batch-size 64 --dtype bfloat16 --breakdown
+    """
+    e = estimate(network, batch_size=batch_size, dtype=dtype, optimizer=optimizer, resolution=resolution)
+    measured = None
+    if verify:
+        from scaler.measure import measure
+
+        measured = measure(network, batch_size, dtype, optimizer, resolution, device)
+    if as_json:
+        data = e.to_dict()
+        if not breakdown:
+            del data["parts"]
+        if measured is not None:
+            data["measured"] = measured.to_dict()
+        _emit_json(data)
+        return
+    click.echo(_summary(e))
+    if breakdown:
+        click.echo()
+        click.echo(_costs_table(e))
+    if measured is not None:
+        rows = []
+        for key, value in measured.to_dict().items():
+            analytic = getattr(e, key)
+            if value is None:
+                rows.append([key, f"{analytic:,}", "not measured (needs --device cuda)", ""])
+                continue
+            rows.append([key, f"{analytic:,}", f"{value:,}", f"{(analytic - value) / value:+.2%}" if value else "-"])
+        click.echo()
+        click.echo(_table(["figure", "analytic", "measured", "difference"], rows))
+    click.echo(FLOPS_NOTE)
+
+
+@cli.command()
+@click.option("--phi", type=float, required=True, help="Compound coefficient; negative shrinks.")
+@click.option("--baseline", default="efficientnet-b0", show_default=True, help="Baseline name or spec file.")
+@click.option("--alpha", type=float, default=PAPER_ALPHA, show_default=True, help="Depth coefficient (>= 1).")
+@click.option("--beta", type=float, default=PAPER_BETA, show_default=True, help="Width coefficient (>= 1).")
+@click.option("--gamma", type=float, default=PAPER_GAMMA, show_default=True, help="Resolution coefficient (>= 1).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the scaled spec (.json or .toml).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def scale(phi, baseline, alpha, beta, gamma, output, as_json) -> None:
+    """Scale a baseline by depth alpha^phi, width beta^phi, resolution gamma^phi.
+
+    Example: scaler scale --phi 3 -o b3-like.json
+    """
+    base = resolve_spec(baseline)
+    depth, width, res = multipliers(alpha, beta, gamma, phi)
+    scaled = compound(base, alpha, beta, gamma, phi)
+    before, after = estimate(base), estimate(scaled)
+    if output:
+        save_spec(scaled, output)
+    if as_json:
+        _emit_json({
+            "alpha": alpha, "beta": beta, "gamma": gamma, "phi": phi,
+            "multipliers": {"depth": depth, "width": width, "resolution": res},
+            "baseline": {"params": before.params, "macs": before.macs, "resolution": base.resolution},
+            "scaled": {"params": after.params, "macs": after.macs, "fvcore_flops": after.fvcore_flops,
+                       "resolution": scaled.resolution, "spec": to_dict(scaled)},
+            "flops_ratio": after.macs / before.macs,
+            "output": output,
+        })
+        return
+    click.echo(f"alpha={alpha:g} beta={beta:g} gamma={gamma:g} phi={phi:g}: depth x{depth:.4f}, width x{width:.4f}, "
+               f"resolution x{res:.4f} (nominal FLOPs x{(alpha * beta**2 * gamma**2) ** phi:.3f})")
+    rows = []
+    for i, (old, new) in enumerate(zip(base.stages, scaled.stages)):
+        rows.append([f"stage {i + 1}", old.block, f"{old.repeats} -> {new.repeats}", f"{old.channels} -> {new.channels}"])
+    rows.insert(0, ["stem", "conv", "1 -> 1", f"{base.stem.channels} -> {scaled.stem.channels}"])
+    if base.head.channels:
+        rows.append(["head", "conv 1x1", "1 -> 1", f"{base.head.channels} -> {scaled.head.channels}"])
+    click.echo(_table(["part", "block", "repeats", "channels"], rows))
+    click.echo(f"resolution  {base.resolution} -> {scaled.resolution}")
+    click.echo(f"params      {before.params:,} -> {after.params:,}")
+    click.echo(f"FLOPs       {before.macs:,} -> {after.macs:,} (x{after.macs / before.macs:.3f} after rounding)")
+    if output:
+        click.echo(f"wrote {output}")
+    click.echo(FLOPS_NOTE)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every user error is one line on stderr and exit status 2, never a traceback."""
+    try:
+        cli.main(args=argv, prog_name="scaler", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("scaler: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        click.echo(f"scaler: error: {error.format_message()}", err=True)
+        sys.exit(2)
+    except ScalerError as error:
+        click.echo(f"scaler: error: {error}", err=True)
+        sys.exit(2)
