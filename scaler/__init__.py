@@ -3,11 +3,13 @@
 from scaler.baselines import baseline_names, get_baseline, resolve_spec
 from scaler.build import build_model
 from scaler.errors import ScalerError, SpecError
+from scaler.estimate import Estimate, estimate
+from scaler.measure import Measurement, measure
 from scaler.scaling import compound, round_channels, round_repeats, round_resolution, scale
 from scaler.spec import Head, Spec, Stage, Stem, load_spec, save_spec
 
 __all__ = [
-    "Head", "ScalerError", "Spec", "SpecError", "Stage", "Stem",
-    "baseline_names", "build_model", "compound", "get_baseline", "load_spec", "resolve_spec",
-    "round_channels", "round_repeats", "round_resolution", "save_spec", "scale",
+    "Estimate", "Head", "Measurement", "ScalerError", "Spec", "SpecError", "Stage", "Stem",
+    "baseline_names", "build_model", "compound", "estimate", "get_baseline", "load_spec", "measure",
+    "resolve_spec", "round_channels", "round_repeats", "round_resolution", "save_spec", "scale",
 ]

@@ -45,13 +45,14 @@ def _emit_json(data) -> None:
 
 def _spec_table(spec: Spec) -> str:
     e = estimate(spec)
-    rows = [["stem", "conv", 1, spec.stem.channels, spec.stem.stride, spec.stem.kernel, "-", "-",
+    stem = {"resnet": "conv+maxpool", "convnext": "patchify"}.get(spec.family, "conv")
+    rows = [["stem", stem, 1, spec.stem.channels, spec.stem.stride, spec.stem.kernel, "-", "-",
              "x".join(map(str, e.parts[0].output_shape[1:]))]]
     for i, (stage, part) in enumerate(zip(spec.stages, e.parts[1:-1])):
         rows.append([f"stage {i + 1}", stage.block, stage.repeats, stage.channels, stage.stride, stage.kernel,
                      f"{stage.expansion:g}", f"{stage.se_ratio:g}", "x".join(map(str, part.output_shape[1:]))])
     if spec.head.channels:
-        rows.append(["head", "conv 1x1", 1, spec.head.channels, 1, 1, "-", "-", "1x1"])
+        rows.append(["head", "conv 1x1", 1, spec.head.channels, 1, 1, "-", "-", rows[-1][-1]])
     header = ["part", "block", "repeats", "channels", "stride", "kernel", "expansion", "se", "output"]
     return _table(header, rows)
 
