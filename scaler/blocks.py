@@ -39,16 +39,19 @@ def _residual(cost: Cost, branch: Act, drop_path: float) -> Act:
     return cost.output(branch.channels, branch.height, branch.width)
 
 
+def _expand_depthwise(cin, stride, kernel, hidden, act, norm, eps) -> list[nn.Module]:
+    """The 1x1 expansion (skipped when it would not widen) and the depthwise conv of an inverted bottleneck."""
+    layers = [ConvNormAct(cin, hidden, 1, norm=norm, eps=eps, act=act)] if hidden != cin else []
+    return layers + [ConvNormAct(hidden, hidden, kernel, stride, groups=hidden, norm=norm, eps=eps, act=act)]
+
+
 class MBConv(nn.Module):
     """EfficientNet's inverted bottleneck: 1x1 expand, depthwise, squeeze-excitation, 1x1 project."""
 
     def __init__(self, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm, eps):
         super().__init__()
         self.use_res_connect = stride == 1 and cin == cout
-        layers = []
-        if hidden != cin:
-            layers.append(ConvNormAct(cin, hidden, 1, norm=norm, eps=eps, act=act))
-        layers.append(ConvNormAct(hidden, hidden, kernel, stride, groups=hidden, norm=norm, eps=eps, act=act))
+        layers = _expand_depthwise(cin, stride, kernel, hidden, act, norm, eps)
         if se_ratio:
             layers.append(SqueezeExcitation(hidden, squeeze_channels(cin, se_ratio), act))
         layers.append(ConvNormAct(hidden, cout, 1, norm=norm, eps=eps, act=None))
@@ -106,15 +109,8 @@ class InvertedResidual(nn.Module):
     def __init__(self, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm, eps):
         super().__init__()
         self.use_res_connect = stride == 1 and cin == cout
-        layers = []
-        if hidden != cin:
-            layers.append(ConvNormAct(cin, hidden, 1, norm=norm, eps=eps, act=act))
-        layers += [
-            ConvNormAct(hidden, hidden, kernel, stride, groups=hidden, norm=norm, eps=eps, act=act),
-            nn.Conv2d(hidden, cout, 1, bias=False),
-            norm2d(norm, cout, eps),
-        ]
-        self.conv = nn.Sequential(*layers)
+        layers = _expand_depthwise(cin, stride, kernel, hidden, act, norm, eps)
+        self.conv = nn.Sequential(*layers, nn.Conv2d(hidden, cout, 1, bias=False), norm2d(norm, cout, eps))
         self.stochastic_depth = StochasticDepth(drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

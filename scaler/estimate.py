@@ -114,11 +114,6 @@ def _head_cost(spec: Spec, cost: Cost, x: Act) -> Act:
     return linear_cost(cost, dropout_cost(cost, x, spec.dropout), spec.num_classes)
 
 
-def _part(name: str, summary: str, cost: Cost, x: Act, batch_size: int, itemsize: int) -> PartEstimate:
-    return PartEstimate(name, summary, cost.params, cost.macs, cost.fvcore_flops, cost.activations,
-                        _saved_bytes(cost, batch_size, itemsize), (x.channels, x.height, x.width))
-
-
 def _saved_bytes(cost: Cost, batch_size: int, itemsize: int) -> int:
     return batch_size * (cost.saved * itemsize + cost.saved_int64 * 8) + cost.saved_fixed * itemsize
 
@@ -145,19 +140,23 @@ def estimate(
                           f"({spec.total_stride}); use at least {spec.total_stride}")
 
     parts, total = [], Cost()
-    x = Act(3, resolution, resolution)
-    steps = [("stem", f"{spec.stem.kernel}x{spec.stem.kernel} conv {spec.stem.channels}ch s{spec.stem.stride}",
-              lambda c, a: _stem_cost(spec, c, a))]
-    for i, blocks in enumerate(block_plan(spec)):
-        steps.append((f"stage {i + 1}", stage_summary(spec, i),
-                      lambda c, a, i=i, blocks=blocks: _stage_cost(spec, i, blocks, c, a)))
-    steps.append(("head", f"{spec.head.channels}ch, pool, linear {spec.num_classes}" if spec.head.channels
-                  else f"pool, linear {spec.num_classes}", lambda c, a: _head_cost(spec, c, a)))
-    for name, summary, step in steps:
-        cost = Cost()
-        x = step(cost, x)
-        parts.append(_part(name, summary, cost, x, batch_size, itemsize))
+
+    def part(name: str, summary: str, cost: Cost, x: Act) -> Act:
+        parts.append(PartEstimate(name, summary, cost.params, cost.macs, cost.fvcore_flops, cost.activations,
+                                  _saved_bytes(cost, batch_size, itemsize), (x.channels, x.height, x.width)))
         total.add(cost)
+        return x
+
+    stem = spec.stem
+    cost = Cost()
+    x = part("stem", f"{stem.kernel}x{stem.kernel} conv {stem.channels}ch s{stem.stride}", cost,
+             _stem_cost(spec, cost, Act(3, resolution, resolution)))
+    for i, blocks in enumerate(block_plan(spec)):
+        cost = Cost()
+        x = part(f"stage {i + 1}", stage_summary(spec, i), cost, _stage_cost(spec, i, blocks, cost, x))
+    cost = Cost()
+    head = f"{spec.head.channels}ch, " if spec.head.channels else ""
+    part("head", f"{head}pool, linear {spec.num_classes}", cost, _head_cost(spec, cost, x))
 
     weight_bytes = total.params * itemsize
     optimizer_bytes = OPTIMIZER_STATES[optimizer] * weight_bytes

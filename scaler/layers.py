@@ -20,14 +20,12 @@ INPLACE_ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "relu6": nn.ReLU6}
 class Act:
     """An activation tensor per image: channels x height x width, and whether a saved tensor holds it."""
 
-    __slots__ = ("channels", "height", "width", "saved")
+    __slots__ = ("channels", "height", "width", "elements", "saved")
 
-    def __init__(self, channels: int, height: int, width: int, saved: bool = False):
-        self.channels, self.height, self.width, self.saved = channels, height, width, saved
-
-    @property
-    def elements(self) -> int:
-        return self.channels * self.height * self.width
+    def __init__(self, channels: int, height: int, width: int):
+        self.channels, self.height, self.width = channels, height, width
+        self.elements = channels * height * width
+        self.saved = False
 
 
 class Cost:
@@ -49,12 +47,18 @@ class Cost:
     def output(self, channels: int, height: int, width: int) -> Act:
         """A new tensor; the largest one bounds the transient memory of the backward pass."""
         act = Act(channels, height, width)
-        self.largest = max(self.largest, act.elements)
+        if act.elements > self.largest:
+            self.largest = act.elements
         return act
 
     def add(self, other: Cost, times: int = 1) -> None:
-        for name in Cost.__slots__[:-1]:
-            setattr(self, name, getattr(self, name) + times * getattr(other, name))
+        self.params += times * other.params
+        self.macs += times * other.macs
+        self.fvcore_flops += times * other.fvcore_flops
+        self.activations += times * other.activations
+        self.saved += times * other.saved
+        self.saved_fixed += times * other.saved_fixed
+        self.saved_int64 += times * other.saved_int64
         self.largest = max(self.largest, other.largest)
 
 

@@ -104,10 +104,12 @@ def compound(
     """EfficientNet's compound scaling: depth alpha^phi, width beta^phi, resolution gamma^phi, for any real phi."""
     depth, width, res = multipliers(alpha, beta, gamma, phi)
     label = f"{spec.name}@phi={phi:g}" if phi else spec.name
+    # Never below the network's total stride: the last feature map keeps at least one pixel.
+    smallest = -(-spec.total_stride // resolution_multiple) * resolution_multiple
     return scale(
         spec,
         width=width,
         depth=depth,
-        resolution=round_resolution(spec.resolution * res, resolution_multiple),
+        resolution=max(smallest, round_resolution(spec.resolution * res, resolution_multiple)),
         name=label,
     )
