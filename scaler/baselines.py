@@ -36,7 +36,7 @@ EFFICIENTNET_B0 = Spec(
 )
 
 # The paper's B1-B7: (width, depth, resolution, dropout), from the tensorflow/tpu builder's table.
-# torchvision builds B5-B7 with BatchNorm eps 1e-3 (their weights came from TensorFlow), B0-B4 with 1e-5.
+# torchvision builds B5-B7 with BatchNorm eps 1e-3 and momentum 0.01 (their weights came from TensorFlow).
 EFFICIENTNET_COEFFICIENTS = {
     "efficientnet-b1": (1.0, 1.1, 240, 0.2),
     "efficientnet-b2": (1.1, 1.2, 260, 0.3),
@@ -80,6 +80,7 @@ _BASELINES = {
         name: replace(
             scale(EFFICIENTNET_B0, width=w, depth=d, resolution=r, dropout=p, name=name),
             norm_eps=1e-3 if w >= 1.6 else 1e-5,
+            norm_momentum=0.01 if w >= 1.6 else 0.1,
         )
         for name, (w, d, r, p) in EFFICIENTNET_COEFFICIENTS.items()
     },

@@ -14,9 +14,11 @@ from scaler.spec import Spec
 
 
 def drop_path_rates(spec: Spec) -> list[float]:
-    """Stochastic-depth probability of every block, rising linearly from 0 (torchvision's EfficientNet rule)."""
+    """Stochastic-depth probability of every block, rising linearly from 0 as torchvision does: to the spec's
+    value at the last block for ConvNeXt, one step short of it for the other families."""
     total = sum(stage.repeats for stage in spec.stages)
-    return [spec.drop_path * i / total for i in range(total)]
+    steps = max(1, total - 1) if spec.family == "convnext" else total
+    return [spec.drop_path * i / steps for i in range(total)]
 
 
 def block_plan(spec: Spec) -> list[list[tuple]]:
@@ -127,13 +129,16 @@ def build_model(network: Spec | str | Path) -> nn.Module:
     """A freshly initialised torch module for a spec, a baseline name or a spec file."""
     spec = resolve_spec(network)
     model = ResNet(spec) if spec.family == "resnet" else _features_network(spec)
-    _initialise(model)
+    _initialise(model, spec.norm_momentum)
     return model
 
 
-def _initialise(model: nn.Module) -> None:
-    """torchvision's initialisation: Kaiming-normal convs (fan out), unit norms, small uniform linears."""
+def _initialise(model: nn.Module, norm_momentum: float) -> None:
+    """torchvision's initialisation: Kaiming-normal convs (fan out), unit norms, small uniform linears;
+    and the spec's BatchNorm momentum."""
     for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = norm_momentum
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out")
             if module.bias is not None:

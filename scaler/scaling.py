@@ -35,8 +35,8 @@ def round_repeats(repeats: int, multiplier: float) -> int:
 
 
 def round_resolution(resolution: float, multiple: int = 8) -> int:
-    """Nearest multiple of `multiple`, at least `multiple`."""
-    return max(multiple, int(round(resolution / multiple)) * multiple)
+    """Nearest multiple of `multiple` (halves round up), at least `multiple`."""
+    return max(multiple, math.floor(resolution / multiple + 0.5) * multiple)
 
 
 def _positive_finite(name: str, value) -> float:
@@ -101,8 +101,13 @@ def compound(
     phi: float = 1.0,
     resolution_multiple: int = 8,
 ) -> Spec:
-    """EfficientNet's compound scaling: depth alpha^phi, width beta^phi, resolution gamma^phi, for any real phi."""
+    """EfficientNet's compound scaling: depth alpha^phi, width beta^phi, resolution gamma^phi, for any real phi.
+
+    phi = 0 is the baseline as given; any other phi rounds channels, repeats and resolution.
+    """
     depth, width, res = multipliers(alpha, beta, gamma, phi)
+    if phi == 0:
+        return spec
     label = f"{spec.name}@phi={phi:g}" if phi else spec.name
     # Never below the network's total stride: the last feature map keeps at least one pixel.
     smallest = -(-spec.total_stride // resolution_multiple) * resolution_multiple

@@ -84,6 +84,7 @@ class Spec:
     activation: str = "silu"
     norm: str = "batchnorm"
     norm_eps: float = 1e-5
+    norm_momentum: float = 0.1
     dropout: float = 0.0
     drop_path: float = 0.0
     rounding: str = "v1"
@@ -131,7 +132,9 @@ def validate(spec: Spec) -> None:
     _check_int("stem.channels", spec.stem.channels, 1)
     _check_int("stem.kernel", spec.stem.kernel, 1)
     _check_int("stem.stride", spec.stem.stride, 1)
-    if not isinstance(spec.stages, tuple) or not spec.stages:
+    if not isinstance(spec.stages, tuple) or not all(isinstance(s, Stage) for s in spec.stages):
+        raise SpecError(f"stages: expected a tuple of Stage, got {type(spec.stages).__name__}")
+    if not spec.stages:
         raise SpecError("stages: expected at least one stage")
     for i, stage in enumerate(spec.stages):
         where = f"stages[{i}]"
@@ -172,6 +175,7 @@ def validate(spec: Spec) -> None:
     _check_float("norm_eps", spec.norm_eps, 0.0, 1.0)
     if spec.norm_eps <= 0:
         raise SpecError(f"norm_eps: must be positive, got {spec.norm_eps!r}")
+    _check_float("norm_momentum", spec.norm_momentum, 0.0, 1.0)
     _check_float("dropout", spec.dropout, 0.0, 1.0, high_open=True)
     _check_float("drop_path", spec.drop_path, 0.0, 1.0, high_open=True)
     _check_choice("rounding", spec.rounding, ROUNDINGS)
@@ -224,6 +228,8 @@ def dumps(spec: Spec, fmt: str = "json") -> str:
 
 
 def loads(text: str, fmt: str = "json") -> Spec:
+    if fmt not in ("json", "toml"):
+        raise ScalerError(f"spec format: must be json or toml, got {fmt!r}")
     try:
         data = json.loads(text) if fmt == "json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as error:
