@@ -13,6 +13,7 @@ from scaler.errors import ScalerError
 from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, Estimate, estimate
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound, multipliers
 from scaler.spec import Spec, save_spec, to_dict
+from scaler.train import NONFINITE_CHECK_EVERY, TrainingError, train
 
 FLOPS_NOTE = "FLOPs are multiply-adds of conv and linear layers, per image, as in the EfficientNet paper."
 
@@ -91,6 +92,8 @@ def cli() -> None:
     """Find how to scale a convolutional network for a hardware budget.
 
     FLOPs everywhere are multiply-adds of conv and linear layers, per image, as in the EfficientNet paper.
+
+    Example: scaler scale --phi 3 --output b3-like.json && scaler estimate b3-like.json --breakdown
     """
 
 
@@ -227,6 +230,58 @@ def scale(phi, baseline, alpha, beta, gamma, output, as_json) -> None:
     click.echo(FLOPS_NOTE)
 
 
+def _show_progress(progress) -> None:
+    """One status line on stderr: rewritten in place on a terminal, a line per epoch in a log."""
+    text = (f"epoch {progress.epoch}/{progress.epochs}  step {progress.step}/{progress.steps}  "
+            f"{progress.images_per_second:,.0f} img/s  ETA {_duration(progress.eta_seconds)}")
+    if sys.stderr.isatty():
+        click.echo(f"\r{text}\033[K", err=True, nl=progress.epoch == progress.epochs and
+                   progress.step == progress.steps)
+    elif progress.step == progress.steps or (progress.epoch == 1 and progress.step <= NONFINITE_CHECK_EVERY):
+        click.echo(text, err=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+@cli.command(name="train")
+@click.argument("network")
+@click.option("--data", default="synthetic", show_default=True,
+              help="synthetic, cifar10:PATH, cifar100:PATH or imagefolder:PATH.")
+@click.option("--epochs", type=int, default=5, show_default=True)
+@click.option("--batch-size", "-b", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=4e-3, show_default=True, help="Peak learning rate (AdamW).")
+@click.option("--resolution", "-r", type=int, help="Training resolution in pixels (default: the spec's).")
+@click.option("--train-size", type=int, help="Use at most this many training images (synthetic: 5000).")
+@click.option("--val-size", type=int, help="Use at most this many validation images (synthetic: 1000).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (pays off on long GPU runs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def train_command(network, data, epochs, batch_size, lr, resolution, train_size, val_size, device, seed,
+                  use_compile, as_json) -> None:
+    """Train NETWORK briefly from scratch and report validation top-1 (a proxy score).
+
+    Progress goes to stderr, the result to stdout.
+
+    Example: scaler train efficientnet-b0 --resolution 64 --epochs 3 --train-size 2000
+    """
+    result = train(network, data, epochs=epochs, batch_size=batch_size, lr=lr, resolution=resolution,
+                   train_size=train_size, val_size=val_size, device=device, seed=seed, compile=use_compile,
+                   on_progress=_show_progress)
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    per_epoch = ", ".join(f"{t:.3f}" for t in result.top1_per_epoch)
+    click.echo(f"top-1 {result.top1:.4f} after {result.epochs} epochs ({per_epoch})")
+    click.echo(f"{result.resolution} px, batch {result.batch_size}, {result.train_size} train / {result.val_size} val "
+               f"images, {result.num_classes} classes, {result.device}")
+    click.echo(f"{result.images_per_second:,.0f} img/s, {_duration(result.wall_seconds)} wall, peak memory "
+               f"{_mib(result.peak_memory_bytes)} ({result.peak_memory_kind})")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every user error is one line on stderr and exit status 2, never a traceback."""
     try:
@@ -240,3 +295,6 @@ def main(argv: list[str] | None = None) -> None:
     except ScalerError as error:
         click.echo(f"scaler: error: {error}", err=True)
         sys.exit(2)
+    except TrainingError as error:
+        click.echo(f"scaler: training failed: {error.reason}", err=True)
+        sys.exit(1)

@@ -100,8 +100,12 @@ def saved_activation_bytes(model: nn.Module, resolution: int, batch_size: int, d
         return tensor
 
     x = torch.randn(batch_size, 3, resolution, resolution, device=device, dtype=torch_dtype)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = model(x).float().sum()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(x).float().sum()
+    except ValueError as error:  # BatchNorm cannot train on one value per channel
+        raise ScalerError(f"batch size {batch_size} at {resolution} px: {error}; measure with a larger batch "
+                          f"or resolution") from None
     del loss
     return sum(storages.values())
 
