@@ -1,0 +1,281 @@
+"""Proxy training: the short training that scores one candidate, fast and deterministic.
+
+The recipe: AdamW, linear warmup (the first 10 % of steps) then cosine decay to zero, label smoothing 0.1,
+stochastic depth as the spec says, channels_last everywhere, bf16 autocast on CUDA, `torch.compile` on
+request. Data stay on the device as uint8 (scaler.data), resized once to the candidate's resolution and
+augmented per batch on the device (scaler.augment). A fixed seed gives the same result on the CPU.
+
+Failures a search must survive are distinct exceptions that carry the reason: `OutOfMemory` and
+`NonFiniteLoss`, and `TrainingFailed` for anything else that goes wrong inside a training. Exceptions
+raised by the caller's own callbacks (a pruner's, say) pass through untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from scaler.augment import channel_stats, normalize, random_crop_flip, resize
+from scaler.baselines import resolve_spec
+from scaler.build import build_model
+from scaler.data import Dataset, load_data
+from scaler.errors import ScalerError
+from scaler.spec import Spec
+
+NONFINITE_CHECK_EVERY = 20  # steps between checks of the loss (each check waits for the device)
+
+
+class TrainingError(Exception):
+    """A training that could not finish; `reason` says why in one line."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OutOfMemory(TrainingError):
+    """The device ran out of memory (the candidate, at this batch size, does not fit)."""
+
+
+class NonFiniteLoss(TrainingError):
+    """The loss became NaN or infinite (the candidate diverged)."""
+
+
+class TrainingFailed(TrainingError):
+    """Any other error inside a training."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    images_per_second: float
+    eta_seconds: float
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    top1: float
+    top1_per_epoch: tuple[float, ...]
+    loss: float
+    loss_per_epoch: tuple[float, ...]
+    images_per_second: float
+    wall_seconds: float
+    peak_memory_bytes: int
+    peak_memory_kind: str
+    num_classes: int
+    epochs: int
+    resolution: int
+    batch_size: int
+    train_size: int
+    val_size: int
+    device: str
+    seed: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:K'; a device that does not exist is a ScalerError."""
+    text = str(device)
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        parsed = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ScalerError(f"device: unknown device {text!r}; use auto, cpu, cuda or cuda:K") from None
+    if parsed.type == "cpu":
+        return parsed
+    if parsed.type != "cuda":
+        raise ScalerError(f"device: {text!r} is not supported; use auto, cpu, cuda or cuda:K")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if count == 0:
+        raise ScalerError(f"device: {text} requested but no CUDA device is available")
+    if parsed.index is not None and parsed.index >= count:
+        raise ScalerError(f"device: {text} does not exist ({count} CUDA device{'s' if count > 1 else ''})")
+    return parsed
+
+
+def _check_positive(name: str, value, kind=int) -> None:
+    ok = not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else int)
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ScalerError(f"{name}: must be a positive {'number' if kind is float else 'integer'}, got {value!r}")
+
+
+def learning_rate_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warmup to 1 over `warmup` steps, then cosine decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _peak_memory(device: torch.device) -> tuple[int, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device), "cuda_max_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "process_max_rss"
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean, std, batch_size: int,
+             device: torch.device) -> float:
+    """Top-1 accuracy on uint8 images already at the model's resolution."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for start in range(0, len(labels), batch_size):
+        x = normalize(images[start:start + batch_size], mean, std)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x)
+        correct += (logits.argmax(1) == labels[start:start + batch_size]).sum()
+    return correct.item() / len(labels)
+
+
+def train(
+    network: Spec | str | Path,
+    data: Dataset | str = "synthetic",
+    epochs: int = 5,
+    batch_size: int = 64,
+    lr: float = 4e-3,
+    weight_decay: float = 0.05,
+    label_smoothing: float = 0.1,
+    resolution: int | None = None,
+    train_size: int | None = None,
+    val_size: int | None = None,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    compile: bool = False,
+    on_epoch: Callable[[int, float], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> TrainResult:
+    """Train `network` from scratch on `data` for `epochs` and return its validation top-1 per epoch and more.
+
+    `on_epoch(epoch, top1)` is called after each epoch (a pruner may raise from it); `on_progress` gets a
+    `Progress` every few steps. The classifier is sized to the data's classes; `resolution` defaults to the
+    spec's.
+    """
+    spec = resolve_spec(network)
+    for name, value in (("epochs", epochs), ("batch size", batch_size)):
+        _check_positive(name, value)
+    _check_positive("learning rate", lr, float)
+    if resolution is not None:
+        _check_positive("resolution", resolution)
+    if not (0 <= label_smoothing < 1):
+        raise ScalerError(f"label smoothing: must be in [0, 1), got {label_smoothing!r}")
+    device = resolve_device(device)
+    if not isinstance(data, Dataset):
+        data = load_data(data, train_size, val_size, seed, device)
+    spec = replace(spec, num_classes=data.num_classes, resolution=resolution or spec.resolution)
+    if spec.resolution < spec.total_stride:
+        raise ScalerError(f"resolution: {spec.resolution} px is smaller than the network's total stride "
+                          f"({spec.total_stride})")
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        run = _Run(spec, data, epochs, batch_size, lr, weight_decay, label_smoothing, device, seed, compile)
+    except torch.OutOfMemoryError as error:
+        raise OutOfMemory(f"out of memory building {spec.name}: {str(error).splitlines()[0]}") from None
+    top1s, losses = [], []
+    for epoch in range(epochs):
+        top1, loss = run.epoch(epoch, on_progress)
+        top1s.append(top1)
+        losses.append(loss)
+        if on_epoch is not None:
+            on_epoch(epoch, top1)
+    peak, kind = _peak_memory(device)
+    return TrainResult(
+        top1=top1s[-1], top1_per_epoch=tuple(top1s), loss=losses[-1], loss_per_epoch=tuple(losses),
+        images_per_second=run.images_seen / max(run.train_seconds, 1e-9),
+        wall_seconds=time.perf_counter() - started, peak_memory_bytes=peak, peak_memory_kind=kind,
+        num_classes=data.num_classes, epochs=epochs, resolution=spec.resolution, batch_size=run.batch_size,
+        train_size=len(data.train_labels), val_size=len(data.val_labels), device=str(device), seed=seed,
+    )
+
+
+class _Run:
+    """The state of one training: model, optimizer, device-resident data at the candidate's resolution."""
+
+    def __init__(self, spec, data, epochs, batch_size, lr, weight_decay, label_smoothing, device, seed, compile):
+        self.device = device
+        self.model = build_model(spec).to(device=device, memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if compile else self.model
+        self.train_images = resize(data.train_images, spec.resolution)
+        self.val_images = resize(data.val_images, spec.resolution)
+        self.train_labels, self.val_labels = data.train_labels, data.val_labels
+        self.mean, self.std = channel_stats(self.train_images)
+        self.pad = max(1, spec.resolution // 8)
+        count = len(self.train_labels)
+        self.batch_size = min(batch_size, count)
+        self.steps = count // self.batch_size  # full batches only: steady shapes for BatchNorm and compile
+        total = epochs * self.steps
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=weight_decay,
+                                           fused=device.type == "cuda")
+        warmup = max(1, total // 10)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: learning_rate_factor(step, total, warmup))
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.epochs, self.images_seen, self.train_seconds = epochs, 0, 0.0
+
+    def epoch(self, epoch: int, on_progress) -> tuple[float, float]:
+        try:
+            loss = self._train_epoch(epoch, on_progress)
+            top1 = evaluate(self.model, self.val_images, self.val_labels, self.mean, self.std,
+                            2 * self.batch_size, self.device)
+        except torch.OutOfMemoryError as error:
+            self._release()
+            raise OutOfMemory(f"out of memory at batch size {self.batch_size}: {str(error).splitlines()[0]}") from None
+        except TrainingError:
+            self._release()
+            raise
+        except (RuntimeError, ValueError) as error:
+            self._release()
+            raise TrainingFailed(f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
+        return top1, loss
+
+    def _train_epoch(self, epoch: int, on_progress) -> float:
+        self.model.train()
+        started = time.perf_counter()
+        order = torch.randperm(len(self.train_labels), generator=self.generator, device=self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        for step in range(self.steps):
+            index = order[step * self.batch_size:(step + 1) * self.batch_size]
+            x = normalize(random_crop_flip(self.train_images[index], self.generator, self.pad), self.mean, self.std)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                loss = self.criterion(self.forward(x), self.train_labels[index])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            loss_sum += loss.detach().float()
+            if (step + 1) % NONFINITE_CHECK_EVERY == 0 or step + 1 == self.steps:
+                if not torch.isfinite(loss_sum):
+                    raise NonFiniteLoss(f"loss became {loss_sum.item()} in epoch {epoch + 1}, step {step + 1}")
+                if on_progress is not None:
+                    elapsed = self.train_seconds + time.perf_counter() - started
+                    seen = self.images_seen + (step + 1) * self.batch_size
+                    rate = seen / max(elapsed, 1e-9)
+                    left = (self.epochs * self.steps * self.batch_size - seen) / rate
+                    on_progress(Progress(epoch + 1, self.epochs, step + 1, self.steps, rate, left))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.train_seconds += time.perf_counter() - started
+        self.images_seen += self.steps * self.batch_size
+        return loss_sum.item() / self.steps
+
+    def _release(self) -> None:
+        """Free the device memory this training holds, so the next candidate starts clean."""
+        del self.model, self.forward, self.optimizer, self.train_images, self.val_images
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
