@@ -106,14 +106,16 @@ def _load_cifar(kind: str, folder: Path, seed: int, train_size, val_size):
 
 
 def _decode_folder(samples: list[tuple[str, int]], size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode every image once, shorter side resized to `size` (antialiased) and centre-cropped to size x size."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    """Decode every image once (torchvision's ImageFolder loader, RGB), shorter side resized to `size`
+    (antialiased) and centre-cropped to size x size."""
+    from torchvision.datasets.folder import pil_loader
+    from torchvision.transforms.functional import pil_to_tensor
 
     images = torch.empty(len(samples), 3, size, size, dtype=torch.uint8)
     for i, (path, _) in enumerate(samples):
         try:
-            image = decode_image(read_file(path), mode=ImageReadMode.RGB)
-        except (RuntimeError, ValueError) as error:
+            image = pil_to_tensor(pil_loader(path))
+        except (OSError, ValueError) as error:
             raise ScalerError(f"data: cannot decode {path}: {str(error).splitlines()[0]}") from None
         height, width = image.shape[-2:]
         scale = size / min(height, width)

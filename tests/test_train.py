@@ -1,0 +1,194 @@
+"""Proxy training on the CPU: learns, is deterministic, fails in the ways a search can survive."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import scaler
+from scaler import synthetic
+from scaler.cli import main
+from scaler.data import load_data
+from scaler.errors import ScalerError
+from scaler.train import NonFiniteLoss, OutOfMemory, TrainingFailed, learning_rate_factor, resolve_device, train
+from test_data import write_cifar
+
+TINY = scaler.scale(scaler.get_baseline("efficientnet-b0"), width=0.25, depth=0.34, resolution=32)
+
+
+@pytest.fixture(scope="module")
+def synthetic_data():
+    return load_data("synthetic", train_size=1500, val_size=500, seed=0)
+
+
+@pytest.fixture
+def cifar(tmp_path):
+    write_cifar(tmp_path, train_per_batch=40, test=40)
+    return load_data(f"cifar10:{tmp_path}")
+
+
+@pytest.mark.slow
+def test_a_small_network_learns_the_synthetic_set(synthetic_data):
+    result = train(TINY, synthetic_data, epochs=6, batch_size=32, device="cpu", seed=0)
+    chance = 1 / synthetic.NUM_CLASSES
+    assert result.top1 > 2.5 * chance, result.top1_per_epoch
+    assert result.wall_seconds < 120
+    assert result.num_classes == synthetic.NUM_CLASSES
+
+
+def test_same_seed_same_result(cifar):
+    a = train(TINY, cifar, epochs=2, batch_size=32, device="cpu", seed=7)
+    b = train(TINY, cifar, epochs=2, batch_size=32, device="cpu", seed=7)
+    c = train(TINY, cifar, epochs=2, batch_size=32, device="cpu", seed=8)
+    assert a.top1_per_epoch == b.top1_per_epoch and a.loss_per_epoch == b.loss_per_epoch
+    assert a.loss_per_epoch != c.loss_per_epoch
+
+
+def test_result_fields(cifar):
+    seen = []
+    result = train(TINY, cifar, epochs=2, batch_size=64, resolution=40, device="cpu",
+                   on_epoch=lambda epoch, top1: seen.append((epoch, top1)))
+    assert seen == list(enumerate(result.top1_per_epoch))
+    assert len(result.top1_per_epoch) == 2 and 0 <= result.top1 <= 1
+    assert result.resolution == 40 and result.batch_size == 64 and result.train_size == 200
+    assert result.images_per_second > 0 and result.wall_seconds > 0 and result.peak_memory_bytes > 0
+    assert result.device == "cpu" and result.num_classes == 10
+    json.dumps(result.to_dict())
+
+
+def test_batch_larger_than_the_data_uses_all_of_it(cifar):
+    result = train(TINY, cifar, epochs=1, batch_size=1000, device="cpu")
+    assert result.batch_size == 200
+
+
+def test_a_callback_exception_passes_through(cifar):
+    class Pruned(Exception):
+        pass
+
+    def prune(epoch, top1):
+        raise Pruned
+
+    with pytest.raises(Pruned):
+        train(TINY, cifar, epochs=3, device="cpu", on_epoch=prune)
+
+
+def test_out_of_memory_is_its_own_error(cifar, monkeypatch):
+    def exhausted(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(scaler.build.Network, "forward", exhausted)
+    with pytest.raises(OutOfMemory, match="out of memory at batch size 32") as caught:
+        train(TINY, cifar, epochs=1, batch_size=32, device="cpu")
+    assert "Tried to allocate" in caught.value.reason
+
+
+def test_non_finite_loss_is_its_own_error(cifar, monkeypatch):
+    original = scaler.build.Network.forward
+
+    def diverged(self, x):
+        return original(self, x) * float("nan")
+
+    monkeypatch.setattr(scaler.build.Network, "forward", diverged)
+    with pytest.raises(NonFiniteLoss, match="loss became nan in epoch 1"):
+        train(TINY, cifar, epochs=1, batch_size=32, device="cpu")
+
+
+def test_any_other_failure_is_training_failed(cifar, monkeypatch):
+    def broken(self, x):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied\nmore detail")
+
+    monkeypatch.setattr(scaler.build.Network, "forward", broken)
+    with pytest.raises(TrainingFailed, match="RuntimeError: mat1 and mat2 shapes cannot be multiplied$"):
+        train(TINY, cifar, epochs=1, device="cpu")
+
+
+def test_learning_rate_schedule():
+    factors = [learning_rate_factor(step, 100, 10) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
+    assert factors[-1] < 0.01
+
+
+@pytest.mark.parametrize("device, message", [
+    ("tpu", "unknown device 'tpu'"),
+    ("mps", "not supported"),
+    ("cuda:7", "cuda:7"),
+])
+def test_bad_devices(device, message):
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has that many GPUs")
+    with pytest.raises(ScalerError, match=message):
+        resolve_device(device)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, "epochs"),
+    ({"batch_size": -4}, "batch size"),
+    ({"lr": float("nan")}, "learning rate"),
+    ({"resolution": 0}, "resolution"),
+    ({"resolution": 16}, "total stride"),
+    ({"label_smoothing": 1.0}, "label smoothing"),
+])
+def test_bad_training_arguments(cifar, kwargs, message):
+    with pytest.raises(ScalerError, match=message):
+        train(TINY, cifar, device="cpu", **kwargs)
+
+
+def run_cli(capsys, *args):
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_train_json(tmp_path, capsys):
+    write_cifar(tmp_path)
+    spec_file = tmp_path / "tiny.json"
+    scaler.save_spec(TINY, spec_file)
+    code, out, err = run_cli(capsys, "train", str(spec_file), "--data", f"cifar10:{tmp_path}", "--epochs", "2",
+                             "--batch-size", "32", "--device", "cpu", "--json")
+    assert code == 0
+    result = json.loads(out)
+    for key in ("top1", "top1_per_epoch", "images_per_second", "wall_seconds", "num_classes"):
+        assert key in result
+    assert len(result["top1_per_epoch"]) == 2 and result["num_classes"] == 10
+    assert "ETA" in err and "img/s" in err  # progress on stderr, never in the JSON
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "nope"], "unknown kind"),
+    (["--data", "cifar10:/no/such/folder"], "is not a folder"),
+    (["--device", "cuda:9"], "cuda:9"),
+    (["--device", "gpu0"], "device"),
+    (["--epochs", "0"], "epochs"),
+    (["--batch-size", "x"], "--batch-size"),
+])
+def test_cli_train_bad_input_is_one_line(capsys, args, message):
+    code, out, err = run_cli(capsys, "train", "resnet18", *args)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and message in err
+    assert "Traceback" not in out + err
+
+
+def test_cli_train_missing_cifar_file_is_one_line(tmp_path, capsys):
+    path = write_cifar(tmp_path)
+    (path / "test_batch").unlink()
+    code, out, err = run_cli(capsys, "train", "resnet18", "--data", f"cifar10:{tmp_path}")
+    assert code == 2 and err.strip().endswith("test_batch is missing")
+
+
+def test_cli_training_failure_is_one_line_exit_1(tmp_path):
+    """A non-finite loss (an absurd learning rate) is a failed run, not bad input: one line, exit status 1."""
+    write_cifar(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "scaler", "train", "resnet18", "--data", f"cifar10:{tmp_path}", "--resolution", "32",
+         "--epochs", "1", "--batch-size", "40", "--lr", "1e12", "--device", "cpu"],
+        capture_output=True, text=True)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("scaler: training failed: loss became")
+    assert "Traceback" not in result.stderr
