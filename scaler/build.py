@@ -23,19 +23,18 @@ def drop_path_rates(spec: Spec) -> list[float]:
 
 def block_plan(spec: Spec) -> list[list[tuple]]:
     """For each stage, the arguments of each of its blocks: (cin, cout, stride, kernel, hidden, se_ratio,
-    drop_path). The builder and the estimator both walk this plan, so they cannot disagree on the network."""
-    rates = iter(drop_path_rates(spec))
-    cin = spec.stem.channels
-    plan = []
+    drop_path). The builder and the estimator both walk this plan, so they cannot disagree on the network.
+    Blocks after a stage's first take its output channels at stride 1 and differ only in drop_path."""
+    rates = drop_path_rates(spec)
+    cin, index, plan = spec.stem.channels, 0, []
     for stage in spec.stages:
-        blocks = []
-        for i in range(stage.repeats):
-            block_in = cin if i == 0 else stage.channels
-            stride = stage.stride if i == 0 and stage.block != "convnext" else 1
-            hidden = hidden_channels(stage.block, block_in, stage.channels, stage.expansion, spec.divisor)
-            blocks.append((block_in, stage.channels, stride, stage.kernel, hidden, stage.se_ratio, next(rates)))
-        plan.append(blocks)
-        cin = stage.channels
+        c = stage.channels
+        first_stride = stage.stride if stage.block != "convnext" else 1
+        first = (cin, c, first_stride, stage.kernel, hidden_channels(stage.block, cin, c, stage.expansion, spec.divisor))
+        rest = (c, c, 1, stage.kernel, hidden_channels(stage.block, c, c, stage.expansion, spec.divisor))
+        plan.append([(*(first if i == 0 else rest), stage.se_ratio, rates[index + i]) for i in range(stage.repeats)])
+        index += stage.repeats
+        cin = c
     return plan
 
 

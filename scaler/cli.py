@@ -63,9 +63,21 @@ def _settings_line(spec: Spec) -> str:
             f"dropout {spec.dropout:g}, drop-path {spec.drop_path:g}, rounding {spec.rounding} (divisor {spec.divisor})")
 
 
-def _costs_table(e: Estimate) -> str:
-    rows = [[p.name, p.summary, f"{p.params:,}", f"{p.macs:,}", f"{p.fvcore_flops:,}", f"{p.activations:,}",
-             _mib(p.saved_activation_bytes), "x".join(map(str, p.output_shape))] for p in e.parts]
+def _part_summaries(spec: Spec) -> list[str]:
+    """What each row of the estimate's per-part table is, e.g. 'mbconv x2 24ch k3 s2 e6 se0.25'."""
+    stem = spec.stem
+    texts = [f"{stem.kernel}x{stem.kernel} conv {stem.channels}ch s{stem.stride}"]
+    for s in spec.stages:
+        texts.append(f"{s.block} x{s.repeats} {s.channels}ch k{s.kernel} s{s.stride} e{s.expansion:g}"
+                     + (f" se{s.se_ratio:g}" if s.se_ratio else ""))
+    head = f"{spec.head.channels}ch, " if spec.head.channels else ""
+    return texts + [f"{head}pool, linear {spec.num_classes}"]
+
+
+def _costs_table(spec: Spec, e: Estimate) -> str:
+    rows = [[p.name, summary, f"{p.params:,}", f"{p.macs:,}", f"{p.fvcore_flops:,}", f"{p.activations:,}",
+             _mib(p.saved_activation_bytes), "x".join(map(str, p.output_shape))]
+            for p, summary in zip(e.parts, _part_summaries(spec))]
     rows.append(["total", "", f"{e.params:,}", f"{e.macs:,}", f"{e.fvcore_flops:,}", f"{e.activations:,}",
                  _mib(e.saved_activation_bytes), ""])
     header = ["part", "what", "params", "FLOPs (MACs)", "fvcore", "activations", "saved (train)", "output"]
@@ -169,7 +181,7 @@ def estimate_command(network, resolution, batch_size, dtype, optimizer, breakdow
     click.echo(_summary(e))
     if breakdown:
         click.echo()
-        click.echo(_costs_table(e))
+        click.echo(_costs_table(resolve_spec(network), e))
     if measured is not None:
         rows = []
         for key, value in measured.to_dict().items():

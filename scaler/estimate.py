@@ -31,7 +31,6 @@ class PartEstimate:
     """One row of the per-stage table."""
 
     name: str
-    summary: str
     params: int
     macs: int
     fvcore_flops: int
@@ -73,13 +72,6 @@ def _check_choice(name: str, value: str, choices) -> str:
     if value not in choices:
         raise ScalerError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
     return value
-
-
-def stage_summary(spec: Spec, index: int) -> str:
-    """One line that says what a stage is, e.g. 'mbconv x2 24ch k3 s2 e6 se0.25'."""
-    s = spec.stages[index]
-    text = f"{s.block} x{s.repeats} {s.channels}ch k{s.kernel} s{s.stride} e{s.expansion:g}"
-    return text + (f" se{s.se_ratio:g}" if s.se_ratio else "")
 
 
 def _stem_cost(spec: Spec, cost: Cost, x: Act) -> Act:
@@ -141,22 +133,19 @@ def estimate(
 
     parts, total = [], Cost()
 
-    def part(name: str, summary: str, cost: Cost, x: Act) -> Act:
-        parts.append(PartEstimate(name, summary, cost.params, cost.macs, cost.fvcore_flops, cost.activations,
+    def part(name: str, cost: Cost, x: Act) -> Act:
+        parts.append(PartEstimate(name, cost.params, cost.macs, cost.fvcore_flops, cost.activations,
                                   _saved_bytes(cost, batch_size, itemsize), (x.channels, x.height, x.width)))
         total.add(cost)
         return x
 
-    stem = spec.stem
     cost = Cost()
-    x = part("stem", f"{stem.kernel}x{stem.kernel} conv {stem.channels}ch s{stem.stride}", cost,
-             _stem_cost(spec, cost, Act(3, resolution, resolution)))
+    x = part("stem", cost, _stem_cost(spec, cost, Act(3, resolution, resolution)))
     for i, blocks in enumerate(block_plan(spec)):
         cost = Cost()
-        x = part(f"stage {i + 1}", stage_summary(spec, i), cost, _stage_cost(spec, i, blocks, cost, x))
+        x = part(f"stage {i + 1}", cost, _stage_cost(spec, i, blocks, cost, x))
     cost = Cost()
-    head = f"{spec.head.channels}ch, " if spec.head.channels else ""
-    part("head", f"{head}pool, linear {spec.num_classes}", cost, _head_cost(spec, cost, x))
+    part("head", cost, _head_cost(spec, cost, x))
 
     weight_bytes = total.params * itemsize
     optimizer_bytes = OPTIMIZER_STATES[optimizer] * weight_bytes

@@ -85,12 +85,14 @@ def conv_cost(cost: Cost, x: Act, cout: int, kernel: int, stride: int = 1, group
     width = (x.width + 2 * padding - kernel) // stride + 1
     per_output = x.channels // groups * kernel * kernel
     cost.params += cout * per_output + (cout if bias else 0)
-    outputs = cout * height * width
-    cost.macs += outputs * per_output
-    cost.fvcore_flops += outputs * per_output
-    cost.activations += outputs
-    cost.save(x)
-    return cost.output(cout, height, width)
+    out = cost.output(cout, height, width)
+    cost.macs += out.elements * per_output
+    cost.fvcore_flops += out.elements * per_output
+    cost.activations += out.elements
+    if not x.saved:  # cost.save(x), inline: this is the estimator's hottest line
+        x.saved = True
+        cost.saved += x.elements
+    return out
 
 
 def linear_cost(cost: Cost, x: Act, features: int) -> Act:
@@ -121,7 +123,9 @@ def norm_cost(cost: Cost, x: Act, kind: str) -> Act:
     """BatchNorm keeps its input and two per-channel statistics; LayerNorm its input and two per-position ones.
     fvcore counts 2 operations an element for BatchNorm in eval mode, 5 for LayerNorm."""
     cost.params += 2 * x.channels
-    cost.save(x)
+    if not x.saved:  # cost.save(x), inline
+        x.saved = True
+        cost.saved += x.elements
     if kind == "batchnorm":
         cost.fvcore_flops += 2 * x.elements
         cost.saved_fixed += 2 * x.channels

@@ -11,6 +11,7 @@ import json
 import math
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import tomli_w
@@ -93,11 +94,11 @@ class Spec:
     def __post_init__(self) -> None:
         validate(self)
 
-    @property
+    @cached_property
     def family(self) -> str:
         return self.stages[0].family
 
-    @property
+    @cached_property
     def total_stride(self) -> int:
         stride = self.stem.stride * (2 if self.family == "resnet" else 1)
         for stage in self.stages:
