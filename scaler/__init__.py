@@ -7,9 +7,11 @@ from scaler.estimate import Estimate, estimate
 from scaler.measure import Measurement, measure
 from scaler.scaling import compound, round_channels, round_repeats, round_resolution, scale
 from scaler.spec import Head, Spec, Stage, Stem, load_spec, save_spec
+from scaler.train import NonFiniteLoss, OutOfMemory, TrainingError, TrainingFailed, TrainResult, train
 
 __all__ = [
-    "Estimate", "Head", "Measurement", "ScalerError", "Spec", "SpecError", "Stage", "Stem",
+    "Estimate", "Head", "Measurement", "NonFiniteLoss", "OutOfMemory", "ScalerError", "Spec", "SpecError", "Stage",
+    "Stem", "TrainResult", "TrainingError", "TrainingFailed", "train",
     "baseline_names", "build_model", "compound", "estimate", "get_baseline", "load_spec", "measure",
     "resolve_spec", "round_channels", "round_repeats", "round_resolution", "save_spec", "scale",
 ]

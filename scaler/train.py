@@ -1,6 +1,7 @@
 """Proxy training: the short training that scores one candidate, fast and deterministic.
 
 The recipe: AdamW, linear warmup (the first 10 % of steps) then cosine decay to zero, label smoothing 0.1,
+a zero-initialised classifier,
 stochastic depth as the spec says, channels_last everywhere, bf16 autocast on CUDA, `torch.compile` on
 request. Data stay on the device as uint8 (scaler.data), resized once to the candidate's resolution and
 augmented per batch on the device (scaler.augment). A fixed seed gives the same result on the CPU.
@@ -203,12 +204,21 @@ def train(
     )
 
 
+def _zero_classifier(model: nn.Module) -> None:
+    """Start the last linear layer at zero, so every class starts equally likely. torchvision's initialisation
+    is sized for 1000 classes; on a few classes and a few epochs its large initial logits stall learning."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+
+
 class _Run:
     """The state of one training: model, optimizer, device-resident data at the candidate's resolution."""
 
     def __init__(self, spec, data, epochs, batch_size, lr, weight_decay, label_smoothing, device, seed, compile):
         self.device = device
         self.model = build_model(spec).to(device=device, memory_format=torch.channels_last)
+        _zero_classifier(self.model)
         self.forward = torch.compile(self.model) if compile else self.model
         self.train_images = resize(data.train_images, spec.resolution)
         self.val_images = resize(data.val_images, spec.resolution)
