@@ -10,7 +10,6 @@ and a transient of twice the largest activation (an output gradient and an input
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from scaler.baselines import resolve_spec
 from scaler.blocks import BLOCKS, convnext_downsample_cost
 from scaler.build import block_plan
 from scaler.errors import ScalerError
-from scaler.layers import Act, ConvNormAct, Cost, conv_cost, dropout_cost, linear_cost, max_pool_cost, norm_cost, pool_cost
+from scaler.layers import Act, ConvNormAct, Cost, dropout_cost, linear_cost, max_pool_cost, norm_cost, pool_cost
 from scaler.spec import Spec
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
