@@ -25,7 +25,7 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
 OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "rmsprop": 1, "momentum": 1, "sgd": 0}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PartEstimate:
     """One row of the per-stage table."""
 
@@ -89,7 +89,9 @@ def _stage_cost(spec: Spec, index: int, blocks: list[tuple], cost: Cost, x: Act)
     if spec.family == "convnext" and stage.stride > 1:
         x = convnext_downsample_cost(cost, x, stage.channels, stage.stride)
     x = twin(cost, x, *blocks[0], spec.activation, spec.norm)
-    if len(blocks) > 1:
+    if len(blocks) == 2:
+        x = twin(cost, x, *blocks[1], spec.activation, spec.norm)
+    elif len(blocks) > 2:
         repeat = Cost()
         x = twin(repeat, x, *blocks[1], spec.activation, spec.norm)
         cost.add(repeat, len(blocks) - 1)
