@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from scaler.errors import ScalerError
+from scaler.errors import ScalerError, check_int
 
 DATA_KINDS = ("synthetic", "cifar10", "cifar100", "imagefolder")
 # The synthetic validation images come from far along the stream, so they never overlap any training set.
@@ -167,8 +167,8 @@ def load_data(
     `image_size` is the stored size of ImageFolder images (CIFAR is 32 px, synthetic its native size)."""
     kind, folder = parse_data(data)
     for name, value in (("train size", train_size), ("val size", val_size)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ScalerError(f"{name}: must be a positive integer, got {value!r}")
+        if value is not None:
+            check_int(name, value)
     if kind == "synthetic":
         from scaler import synthetic
 

@@ -1,4 +1,9 @@
-"""The one exception family a user can cause; the CLI turns it into one line and exit status 2."""
+"""The one exception family a user can cause, and the checks that raise it. The CLI turns a ScalerError into
+one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import math
 
 
 class ScalerError(ValueError):
@@ -7,3 +12,31 @@ class ScalerError(ValueError):
 
 class SpecError(ScalerError):
     """A spec that cannot describe a network; the message starts with the offending field."""
+
+
+def check_int(name: str, value, minimum: int = 1, error: type[ScalerError] = ScalerError) -> int:
+    """An integer (not a bool) of at least `minimum`, or `error` naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise error(f"{name}: expected an integer, got {value!r}")
+    if value < minimum:
+        raise error(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def check_number(name: str, value, low: float = -math.inf, high: float = math.inf, *, above_low: bool = False,
+                 below_high: bool = False, error: type[ScalerError] = ScalerError) -> float:
+    """A finite number (not a bool) in [low, high]; `above_low`/`below_high` make either end open."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise error(f"{name}: expected a number, got {value!r}")
+    too_low = value <= low if above_low else value < low
+    too_high = value >= high if below_high else value > high
+    if not math.isfinite(value) or too_low or too_high:
+        bounds = f"{'(' if above_low else '['}{low:g}, {high:g}{')' if below_high else ']'}"
+        raise error(f"{name}: must be a finite number in {bounds}, got {value!r}")
+    return float(value)
+
+
+def check_choice(name: str, value, choices, error: type[ScalerError] = ScalerError):
+    if value not in choices:
+        raise error(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+    return value

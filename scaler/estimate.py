@@ -16,7 +16,7 @@ from pathlib import Path
 from scaler.baselines import resolve_spec
 from scaler.blocks import BLOCKS, convnext_downsample_cost
 from scaler.build import block_plan
-from scaler.errors import ScalerError
+from scaler.errors import ScalerError, check_choice, check_int
 from scaler.layers import Act, ConvNormAct, Cost, dropout_cost, linear_cost, max_pool_cost, norm_cost, pool_cost
 from scaler.spec import Spec
 
@@ -59,18 +59,6 @@ class Estimate:
 
     def to_dict(self) -> dict:
         return asdict(self) | {"parts": [asdict(p) for p in self.parts]}
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ScalerError(f"{name}: must be a positive integer, got {value!r}")
-    return value
-
-
-def _check_choice(name: str, value: str, choices) -> str:
-    if value not in choices:
-        raise ScalerError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
-    return value
 
 
 def _stem_cost(spec: Spec, cost: Cost, x: Act) -> Act:
@@ -124,10 +112,10 @@ def estimate(
     max-pool's int64 indices).
     """
     spec = resolve_spec(network)
-    batch_size = _positive_int("batch size", batch_size)
-    resolution = spec.resolution if resolution is None else _positive_int("resolution", resolution)
-    itemsize = DTYPE_BYTES[_check_choice("dtype", dtype, DTYPE_BYTES)]
-    _check_choice("optimizer", optimizer, OPTIMIZER_STATES)
+    batch_size = check_int("batch size", batch_size)
+    resolution = spec.resolution if resolution is None else check_int("resolution", resolution)
+    itemsize = DTYPE_BYTES[check_choice("dtype", dtype, DTYPE_BYTES)]
+    check_choice("optimizer", optimizer, OPTIMIZER_STATES)
     if resolution < spec.total_stride:
         raise ScalerError(f"resolution: {resolution} px is smaller than the network's total stride "
                           f"({spec.total_stride}); use at least {spec.total_stride}")

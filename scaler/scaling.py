@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from scaler.errors import ScalerError
+from scaler.errors import ScalerError, check_number
 from scaler.spec import Head, Spec
 
 PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA = 1.2, 1.1, 1.15
@@ -39,12 +39,6 @@ def round_resolution(resolution: float, multiple: int = 8) -> int:
     return max(multiple, math.floor(resolution / multiple + 0.5) * multiple)
 
 
-def _positive_finite(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ScalerError(f"{name}: must be a positive finite number, got {value!r}")
-    return float(value)
-
-
 def scale(
     spec: Spec,
     width: float = 1.0,
@@ -58,8 +52,8 @@ def scale(
     Stem and head widths scale too, as in EfficientNet. `resolution` is taken as given (the paper's B1-B7
     resolutions are hand-picked); `compound` rounds its own.
     """
-    width = _positive_finite("width", width)
-    depth = _positive_finite("depth", depth)
+    width = check_number("width", width, 0, above_low=True)
+    depth = check_number("depth", depth, 0, above_low=True)
     ninety = spec.rounding == "v1"
 
     def channels(c: int) -> int:
@@ -83,13 +77,11 @@ def scale(
 def multipliers(alpha: float, beta: float, gamma: float, phi: float) -> tuple[float, float, float]:
     """(depth, width, resolution) multipliers alpha^phi, beta^phi, gamma^phi, after checking the inputs."""
     for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ScalerError(f"{name}: must be a finite number, got {value!r}")
+        check_number(name, value)
         if value < 1:
             raise ScalerError(f"{name}: must be at least 1 (compound scaling never shrinks a dimension "
                               f"as another grows; use a negative phi to shrink), got {value!r}")
-    if isinstance(phi, bool) or not isinstance(phi, (int, float)) or not math.isfinite(phi):
-        raise ScalerError(f"phi: must be a finite number, got {phi!r}")
+    check_number("phi", phi)
     return alpha**phi, beta**phi, gamma**phi
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import tomli_w
 
-from scaler.errors import ScalerError, SpecError
+from scaler.errors import ScalerError, SpecError, check_choice, check_int, check_number
 
 # Each block kind belongs to one torchvision family; the family decides module names and layout.
 BLOCK_FAMILIES = {
@@ -107,23 +106,15 @@ class Spec:
 
 
 def _check_int(where: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(f"{where}: expected an integer, got {value!r}")
-    if value < minimum:
-        raise SpecError(f"{where}: must be at least {minimum}, got {value}")
+    check_int(where, value, minimum, error=SpecError)
 
 
 def _check_float(where: str, value, low: float, high: float, high_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(f"{where}: expected a number, got {value!r}")
-    if not math.isfinite(value) or value < low or value > high or (high_open and value == high):
-        bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
-        raise SpecError(f"{where}: must be a finite number in {bound}, got {value!r}")
+    check_number(where, value, low, high, below_high=high_open, error=SpecError)
 
 
 def _check_choice(where: str, value, choices) -> None:
-    if value not in choices:
-        raise SpecError(f"{where}: must be one of {', '.join(choices)}, got {value!r}")
+    check_choice(where, value, choices, error=SpecError)
 
 
 def validate(spec: Spec) -> None:

@@ -27,7 +27,7 @@ from scaler.augment import channel_stats, normalize, random_crop_flip, resize
 from scaler.baselines import resolve_spec
 from scaler.build import build_model
 from scaler.data import Dataset, load_data
-from scaler.errors import ScalerError
+from scaler.errors import ScalerError, check_int, check_number
 from scaler.spec import Spec
 
 NONFINITE_CHECK_EVERY = 20  # steps between checks of the loss (each check waits for the device)
@@ -107,12 +107,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return parsed
 
 
-def _check_positive(name: str, value, kind=int) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else int)
-    if not ok or not math.isfinite(value) or value <= 0:
-        raise ScalerError(f"{name}: must be a positive {'number' if kind is float else 'integer'}, got {value!r}")
-
-
 def learning_rate_factor(step: int, total: int, warmup: int) -> float:
     """Linear warmup to 1 over `warmup` steps, then cosine decay to 0 at `total`."""
     if step < warmup:
@@ -165,13 +159,12 @@ def train(
     spec's.
     """
     spec = resolve_spec(network)
-    for name, value in (("epochs", epochs), ("batch size", batch_size)):
-        _check_positive(name, value)
-    _check_positive("learning rate", lr, float)
+    check_int("epochs", epochs)
+    check_int("batch size", batch_size)
+    check_number("learning rate", lr, 0, above_low=True)
     if resolution is not None:
-        _check_positive("resolution", resolution)
-    if not (0 <= label_smoothing < 1):
-        raise ScalerError(f"label smoothing: must be in [0, 1), got {label_smoothing!r}")
+        check_int("resolution", resolution)
+    check_number("label smoothing", label_smoothing, 0, 1, below_high=True)
     device = resolve_device(device)
     if not isinstance(data, Dataset):
         data = load_data(data, train_size, val_size, seed, device)
