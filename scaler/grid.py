@@ -1,0 +1,88 @@
+"""The candidates a compound-scaling search scores: (alpha, beta, gamma) on the constraint alpha*beta^2*gamma^2 = 2,
+and the single-dimension references that show whether compound scaling won.
+
+The default grid steps alpha (depth) and beta (width) by 0.05 over [1.0, 1.4] and derives gamma (resolution) from
+the constraint, keeping only gamma >= 1: the paper's searched point (1.2, 1.1, 1.15) lies on it, 1.4 is past the
+largest single-dimension multiplier the paper found useful at phi = 1, and 0.05 is about the resolution a short
+proxy can tell apart. A grid is fingerprinted, so that every worker of a study can prove it builds the same one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+
+from scaler.errors import ScalerError, check_number
+from scaler.estimate import estimate
+from scaler.scaling import compound
+from scaler.spec import Spec
+
+KINDS = ("compound", "baseline", "depth", "width", "resolution")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point to score: coefficients and what kind of scaling they are."""
+
+    alpha: float
+    beta: float
+    gamma: float
+    kind: str = "compound"
+
+    @property
+    def nominal_flops_ratio(self) -> float:
+        """alpha * beta^2 * gamma^2: the FLOPs factor one step of phi would give without rounding."""
+        return self.alpha * self.beta**2 * self.gamma**2
+
+
+def _steps(low: float, high: float, step: float) -> list[float]:
+    """low, low + step, ... up to high, rounded so that equal grids compare equal across machines."""
+    count = int(math.floor((high - low) / step + 1e-9))
+    return [round(low + i * step, 10) for i in range(count + 1)]
+
+
+def compound_grid(alpha_range: tuple[float, float] = (1.0, 1.4), beta_range: tuple[float, float] = (1.0, 1.4),
+                  step: float = 0.05, target: float = 2.0) -> tuple[Candidate, ...]:
+    """Every (alpha, beta) on the grid with gamma = sqrt(target / (alpha * beta^2)) >= 1, in a fixed order."""
+    check_number("step", step, 0, above_low=True)
+    check_number("target", target, 1, above_low=True)
+    for name, (low, high) in (("alpha range", alpha_range), ("beta range", beta_range)):
+        check_number(f"{name} start", low, 1)
+        check_number(f"{name} end", high, low)
+    grid = []
+    for alpha in _steps(*alpha_range, step):
+        for beta in _steps(*beta_range, step):
+            gamma_squared = target / (alpha * beta * beta)
+            if gamma_squared >= 1 - 1e-12:
+                grid.append(Candidate(alpha, beta, round(math.sqrt(max(1.0, gamma_squared)), 10)))
+    if not grid:
+        raise ScalerError(f"grid: no (alpha, beta) in {alpha_range} x {beta_range} leaves gamma >= 1 for a FLOPs "
+                          f"target of {target:g}")
+    return tuple(grid)
+
+
+def references(target: float = 2.0) -> tuple[Candidate, ...]:
+    """The unscaled baseline, and depth-only, width-only and resolution-only scaling to the same nominal FLOPs."""
+    root = round(math.sqrt(target), 10)
+    return (
+        Candidate(1.0, 1.0, 1.0, "baseline"),
+        Candidate(float(target), 1.0, 1.0, "depth"),
+        Candidate(1.0, root, 1.0, "width"),
+        Candidate(1.0, 1.0, root, "resolution"),
+    )
+
+
+def fingerprint(candidates: tuple[Candidate, ...], **settings) -> str:
+    """A short hash of the candidates (values and order) and any settings that must match between workers."""
+    text = json.dumps({"candidates": [asdict(c) for c in candidates], "settings": settings}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def flops_ratio(baseline: Spec, candidate: Candidate, phi: float = 1.0) -> float:
+    """The FLOPs factor the *rounded* network at `phi` really has (2.23x, not 1.92x, for the paper's point on B0)."""
+    if candidate.kind == "baseline":
+        return 1.0
+    scaled = compound(baseline, candidate.alpha, candidate.beta, candidate.gamma, phi)
+    return estimate(scaled).macs / estimate(baseline).macs
