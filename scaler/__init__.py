@@ -1,6 +1,7 @@
 """scaler: find how to scale a convolutional network for a hardware budget."""
 
 from scaler.baselines import baseline_names, get_baseline, resolve_spec
+from scaler.budget import Budget, Fit, fit_phi
 from scaler.build import build_model
 from scaler.errors import ScalerError, SpecError
 from scaler.estimate import Estimate, estimate
@@ -10,8 +11,8 @@ from scaler.spec import Head, Spec, Stage, Stem, load_spec, save_spec
 from scaler.train import NonFiniteLoss, OutOfMemory, TrainingError, TrainingFailed, TrainResult, train
 
 __all__ = [
-    "Estimate", "Head", "Measurement", "NonFiniteLoss", "OutOfMemory", "ScalerError", "Spec", "SpecError", "Stage",
+    "Budget", "Estimate", "Fit", "Head", "Measurement", "NonFiniteLoss", "OutOfMemory", "ScalerError", "Spec", "SpecError", "Stage",
     "Stem", "TrainResult", "TrainingError", "TrainingFailed", "train",
-    "baseline_names", "build_model", "compound", "estimate", "get_baseline", "load_spec", "measure",
+    "baseline_names", "build_model", "compound", "estimate", "fit_phi", "get_baseline", "load_spec", "measure",
     "resolve_spec", "round_channels", "round_repeats", "round_resolution", "save_spec", "scale",
 ]

@@ -101,12 +101,9 @@ def compound(
     if phi == 0:
         return spec
     label = f"{spec.name}@phi={phi:g}" if phi else spec.name
-    # Never below the network's total stride: the last feature map keeps at least one pixel.
+    # Never below the network's total stride: the last feature map keeps at least one pixel. A resolution
+    # multiplier of exactly 1 (gamma = 1) keeps the resolution as given, as width 1 keeps the channels.
     smallest = -(-spec.total_stride // resolution_multiple) * resolution_multiple
-    return scale(
-        spec,
-        width=width,
-        depth=depth,
-        resolution=max(smallest, round_resolution(spec.resolution * res, resolution_multiple)),
-        name=label,
-    )
+    resolution = spec.resolution if res == 1.0 else max(smallest, round_resolution(spec.resolution * res,
+                                                                                     resolution_multiple))
+    return scale(spec, width=width, depth=depth, resolution=resolution, name=label)
