@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 import click
 
@@ -13,6 +14,8 @@ from scaler.errors import ScalerError
 from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, Estimate, estimate
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound, multipliers
 from scaler.spec import Spec, save_spec, to_dict
+from scaler.budget import Budget
+from scaler.search import QUICK, Recipe, search
 from scaler.train import NONFINITE_CHECK_EVERY, TrainingError, train
 
 FLOPS_NOTE = "FLOPs are multiply-adds of conv and linear layers, per image, as in the EfficientNet paper."
@@ -292,6 +295,65 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
                f"images, {result.num_classes} classes, {result.device}")
     click.echo(f"{result.images_per_second:,.0f} img/s, {_duration(result.wall_seconds)} wall, peak memory "
                f"{_mib(result.peak_memory_bytes)} ({result.peak_memory_kind})")
+
+
+@cli.command(name="search")
+@click.option("--budget-gflops", type=float, help="Fit phi to this many GFLOPs (multiply-adds) per image.")
+@click.option("--budget-params", type=float, help="Fit phi to at most this many parameters.")
+@click.option("--budget-memory-gb", type=float, help="Fit phi to this peak training memory (GB, 10^9 bytes).")
+@click.option("--budget-latency-ms", type=float, help="Fit phi to this forward latency, measured on --device.")
+@click.option("--quick", is_flag=True, help="A tiny proxy and grid: the whole command in minutes on a CPU.")
+@click.option("--data", help="Proxy data (default synthetic).")
+@click.option("--epochs", type=int, help="Proxy epochs per candidate.")
+@click.option("--batch-size", "-b", type=int, help="Proxy batch size (and the memory and latency budgets').")
+@click.option("--seed", type=int, help="Proxy seed.")
+@click.option("--study-name", default=None, help="Study name (default: 'quick' or 'default').")
+@click.option("--storage", help="Optuna storage URL (default sqlite:///studies/<study-name>.db).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, data, epochs,
+                   batch_size, seed, study_name, storage, device, as_json) -> None:
+    """Grid-search alpha, beta, gamma by proxy training, then fit phi to the budget.
+
+    Running the same command again resumes the study: nothing completed is trained again.
+
+    Example: scaler search --quick --budget-gflops 4
+    """
+    recipe = QUICK if quick else Recipe()
+    changes = {k: v for k, v in (("data", data), ("epochs", epochs), ("batch_size", batch_size), ("seed", seed))
+               if v is not None}
+    recipe = replace(recipe, **changes)
+    limits = {"macs": budget_gflops and budget_gflops * 1e9, "params": budget_params,
+              "memory_bytes": budget_memory_gb and budget_memory_gb * 1e9, "latency_ms": budget_latency_ms}
+    given = {k: v for k, v in limits.items() if v is not None}
+    budget = Budget(**given, batch_size=recipe.batch_size, device=device) if given else None
+    total = len(recipe.candidates())
+
+    def progress(record, done, total_trials) -> None:
+        top1 = "failed: " + str(record.failure) if record.top1 is None else f"top-1 {record.top1:.3f}"
+        click.echo(f"trial {done}/{total_trials}  {record.kind} alpha={record.alpha:g} beta={record.beta:g} "
+                   f"gamma={record.gamma:.3f}  {top1}", err=True)
+
+    click.echo(f"study: {total} candidates", err=True)
+    result = search(recipe, budget, study_name or ("quick" if quick else "default"), storage, device, progress)
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    rows = [[t.number, t.kind, f"{t.alpha:g}", f"{t.beta:g}", f"{t.gamma:.3f}",
+             "-" if t.flops_ratio is None else f"{t.flops_ratio:.2f}", "-" if t.params is None else f"{t.params:,}",
+             f"{t.top1:.3f}" if t.top1 is not None else (t.failure or t.state.lower())] for t in result.trials]
+    click.echo(_table(["trial", "kind", "alpha", "beta", "gamma", "FLOPs ratio", "params", "top-1"], rows))
+    if result.best is not None:
+        b = result.best
+        click.echo(f"best: alpha={b.alpha:g} beta={b.beta:g} gamma={b.gamma:.4f} top-1 {b.top1:.3f}")
+    if result.fit is not None:
+        f = result.fit
+        click.echo(f"phi {f.phi:.2f}: {f.params:,} params, {f.macs:,} FLOPs (MACs), {f.spec.resolution} px, "
+                   f"peak training memory {_mib(f.memory_bytes)} at batch {recipe.batch_size}; limited by "
+                   f"{', '.join(f.binding) or '-'}")
+        click.echo(_spec_table(f.spec))
+        click.echo(f"wrote {result.spec_path}")
+    click.echo(FLOPS_NOTE)
 
 
 def main(argv: list[str] | None = None) -> None:
