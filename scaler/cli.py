@@ -305,6 +305,8 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
 @click.option("--quick", is_flag=True, help="A tiny proxy and grid: the whole command in minutes on a CPU.")
 @click.option("--data", help="Proxy data (default synthetic).")
 @click.option("--epochs", type=int, help="Proxy epochs per candidate.")
+@click.option("--proxy-resolution", type=int, help="Proxy training resolution in pixels (default 64).")
+@click.option("--proxy-width", type=float, help="Shrink the baseline's width for scoring (default 0.5).")
 @click.option("--batch-size", "-b", type=int, help="Proxy batch size (and the memory and latency budgets').")
 @click.option("--seed", type=int, help="Proxy seed.")
 @click.option("--study-name", default=None, help="Study name (default: 'quick' or 'default').")
@@ -312,7 +314,7 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, data, epochs,
-                   batch_size, seed, study_name, storage, device, as_json) -> None:
+                   proxy_resolution, proxy_width, batch_size, seed, study_name, storage, device, as_json) -> None:
     """Grid-search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
     Running the same command again resumes the study: nothing completed is trained again.
@@ -320,7 +322,8 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
     Example: scaler search --quick --budget-gflops 4
     """
     recipe = QUICK if quick else Recipe()
-    changes = {k: v for k, v in (("data", data), ("epochs", epochs), ("batch_size", batch_size), ("seed", seed))
+    changes = {k: v for k, v in (("data", data), ("epochs", epochs), ("proxy_resolution", proxy_resolution),
+                                  ("proxy_width", proxy_width), ("batch_size", batch_size), ("seed", seed))
                if v is not None}
     recipe = replace(recipe, **changes)
     limits = {"macs": budget_gflops and budget_gflops * 1e9, "params": budget_params,

@@ -122,6 +122,8 @@ def test_report_of_an_untrained_study_has_no_winner(tmp_path):
     (["--data", "nope"], "unknown kind"),
     (["--storage", "redis://nowhere"], "not a storage URL"),
     (["--epochs", "0"], "epochs"),
+    (["--proxy-width", "0"], "proxy width"),
+    (["--proxy-resolution", "-8"], "proxy resolution"),
 ])
 def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
