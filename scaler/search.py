@@ -29,7 +29,7 @@ from scaler.estimate import estimate
 from scaler.grid import Candidate, compound_grid, fingerprint, references
 from scaler.scaling import compound, scale
 from scaler.spec import Spec, save_spec
-from scaler.train import NonFiniteLoss, OutOfMemory, TrainingError, train
+from scaler.train import NonFiniteLoss, OutOfMemory, TrainingError, resolve_device, train
 
 VERSION = "1"  # bump when a change would make old trials incomparable
 
@@ -205,6 +205,7 @@ def search(
     `on_trial(record, done, total)` is called after each trial (progress). A finished study is reported, not
     retrained.
     """
+    device = resolve_device(device)
     storage = storage or default_storage(study_name)
     study = prepare_study(recipe, study_name, storage)
     proxy = recipe.proxy()

@@ -122,6 +122,7 @@ def test_report_of_an_untrained_study_has_no_winner(tmp_path):
     (["--data", "nope"], "unknown kind"),
     (["--storage", "redis://nowhere"], "not a storage URL"),
     (["--epochs", "0"], "epochs"),
+    (["--device", "cuda:9"], "cuda:9"),
     (["--proxy-width", "0"], "proxy width"),
     (["--proxy-resolution", "-8"], "proxy resolution"),
 ])
@@ -136,9 +137,9 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
 
 @pytest.mark.slow
 def test_quick_search_command_end_to_end(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "scaler", "search", "--quick", "--budget-gflops", "4",
-                             "--device", "cpu", "--json"], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=600)
+    # The default device, auto, is the CPU here.
+    result = subprocess.run([sys.executable, "-m", "scaler", "search", "--quick", "--budget-gflops", "4", "--json"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout)
     assert {"best", "phi", "final", "trials"} <= set(out)
