@@ -26,7 +26,7 @@ from scaler.budget import Budget, Fit, fit_phi
 from scaler.data import load_data
 from scaler.errors import ScalerError, check_int, check_number
 from scaler.estimate import estimate
-from scaler.grid import Candidate, compound_grid, fingerprint, references
+from scaler.grid import KINDS, Candidate, compound_grid, fingerprint, references
 from scaler.scaling import compound, scale
 from scaler.spec import Spec, save_spec
 from scaler.train import NonFiniteLoss, OutOfMemory, TrainingError, resolve_device, train
@@ -229,7 +229,7 @@ def search(
 
 
 def _run_trial(study, trial, recipe: Recipe, proxy: Spec, base_macs: int, data, device) -> None:
-    kind = trial.suggest_categorical("kind", ("compound", "baseline", "depth", "width", "resolution"))
+    kind = trial.suggest_categorical("kind", KINDS)
     alpha = trial.suggest_float("alpha", 1.0, 4.0)
     beta = trial.suggest_float("beta", 1.0, 4.0)
     gamma = trial.suggest_float("gamma", 1.0, 4.0)
