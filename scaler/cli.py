@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
+import time
+from dataclasses import asdict
+from pathlib import Path
 
 import click
+import optuna
 
 from scaler.baselines import baseline_names, get_baseline, resolve_spec
 from scaler.errors import ScalerError
@@ -15,7 +18,9 @@ from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, Estimate, estimate
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound, multipliers
 from scaler.spec import Spec, save_spec, to_dict
 from scaler.budget import Budget
-from scaler.search import QUICK, Recipe, search
+from scaler.search import (QUICK, SAMPLERS, Recipe, WorkerFailed, list_studies, load_recipe, recipe_from_dict,
+                           report, search)
+from scaler.storage import find_study
 from scaler.train import NONFINITE_CHECK_EVERY, TrainingError, train
 
 FLOPS_NOTE = "FLOPs are multiply-adds of conv and linear layers, per image, as in the EfficientNet paper."
@@ -303,60 +308,138 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
 @click.option("--budget-memory-gb", type=float, help="Fit phi to this peak training memory (GB, 10^9 bytes).")
 @click.option("--budget-latency-ms", type=float, help="Fit phi to this forward latency, measured on --device.")
 @click.option("--quick", is_flag=True, help="A tiny proxy and grid: the whole command in minutes on a CPU.")
+@click.option("--recipe", type=click.Path(dir_okay=False), help="Study recipe (TOML); options given here override it.")
+@click.option("--baseline", help="Baseline to scale: a name or a spec file (default efficientnet-b0).")
 @click.option("--data", help="Proxy data (default synthetic).")
 @click.option("--epochs", type=int, help="Proxy epochs per candidate.")
 @click.option("--proxy-resolution", type=int, help="Proxy training resolution in pixels (default 64).")
 @click.option("--proxy-width", type=float, help="Shrink the baseline's width for scoring (default 0.5).")
+@click.option("--proxy-depth", type=float, help="Shrink the baseline's depth for scoring (default 0.5).")
 @click.option("--batch-size", "-b", type=int, help="Proxy batch size (and the memory and latency budgets').")
+@click.option("--train-size", type=int, help="Proxy training images (default 5000).")
+@click.option("--val-size", type=int, help="Proxy validation images (default 1000).")
 @click.option("--seed", type=int, help="Proxy seed.")
+@click.option("--sampler", type=click.Choice(SAMPLERS), help="grid (default) or tpe (a continuous search).")
+@click.option("--trials", type=int, help="With --sampler tpe: how many candidates TPE proposes (default 20).")
+@click.option("--prune", is_flag=True, help="Stop candidates whose top-1 falls below the median (Optuna pruner).")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Worker processes here (one per GPU in turn); more than 1 needs a journal file or PostgreSQL.")
 @click.option("--study-name", default=None, help="Study name (default: 'quick' or 'default').")
 @click.option("--storage", help="Optuna storage URL (default sqlite:///studies/<study-name>.db).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, data, epochs,
-                   proxy_resolution, proxy_width, batch_size, seed, study_name, storage, device, as_json) -> None:
-    """Grid-search alpha, beta, gamma by proxy training, then fit phi to the budget.
+def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, recipe, baseline, data,
+                   epochs, proxy_resolution, proxy_width, proxy_depth, batch_size, train_size, val_size, seed,
+                   sampler, trials, prune, workers, study_name, storage, device, as_json) -> None:
+    """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
-    Running the same command again resumes the study: nothing completed is trained again.
+    Running the same command again resumes the study: nothing completed is trained again. Several machines
+    may run the same command against one PostgreSQL study (--storage postgresql://...).
 
     Example: scaler search --quick --budget-gflops 4
     """
-    recipe = QUICK if quick else Recipe()
-    changes = {k: v for k, v in (("data", data), ("epochs", epochs), ("proxy_resolution", proxy_resolution),
-                                  ("proxy_width", proxy_width), ("batch_size", batch_size), ("seed", seed))
-               if v is not None}
-    recipe = replace(recipe, **changes)
+    if quick and recipe:
+        raise ScalerError("--quick and --recipe: give one of them")
+    settings = load_recipe(recipe) if recipe else QUICK if quick else Recipe()
+    changes = {"baseline": baseline, "data": data, "epochs": epochs, "proxy_resolution": proxy_resolution,
+               "proxy_width": proxy_width, "proxy_depth": proxy_depth, "batch_size": batch_size,
+               "train_size": train_size, "val_size": val_size, "seed": seed, "sampler": sampler, "trials": trials}
+    settings = recipe_from_dict({k: v for k, v in changes.items() if v is not None}, settings, "options")
     limits = {"macs": budget_gflops and budget_gflops * 1e9, "params": budget_params,
               "memory_bytes": budget_memory_gb and budget_memory_gb * 1e9, "latency_ms": budget_latency_ms}
     given = {k: v for k, v in limits.items() if v is not None}
-    budget = Budget(**given, batch_size=recipe.batch_size, device=device) if given else None
-    total = len(recipe.candidates())
+    budget = Budget(**given, batch_size=settings.batch_size, device=device) if given else None
+    name = study_name or (Path(recipe).stem if recipe else "quick" if quick else "default")
+    started, ended_here = time.monotonic(), []
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress lines below say what happens
 
-    def progress(record, done, total_trials) -> None:
-        top1 = "failed: " + str(record.failure) if record.top1 is None else f"top-1 {record.top1:.3f}"
-        click.echo(f"trial {done}/{total_trials}  {record.kind} alpha={record.alpha:g} beta={record.beta:g} "
-                   f"gamma={record.gamma:.3f}  {top1}", err=True)
+    def progress(record, done, total) -> None:
+        ended_here.append(record)
+        top1 = f"top-1 {record.top1:.3f}" if record.top1 is not None else record.failure or record.state.lower()
+        eta = (time.monotonic() - started) / len(ended_here) * (total - done)
+        click.echo(f"trial {done}/{total}  {record.kind} alpha={record.alpha:g} beta={record.beta:g} "
+                   f"gamma={record.gamma:.3f}  {top1}  ETA {_duration(eta)}", err=True)
 
-    click.echo(f"study: {total} candidates", err=True)
-    result = search(recipe, budget, study_name or ("quick" if quick else "default"), storage, device, progress)
+    click.echo(f"study {name}: {settings.total()} candidates, {workers} worker{'s' * (workers > 1)}", err=True)
+    result = search(settings, budget, name, storage, device, progress, workers=workers, prune=prune)
     if as_json:
         _emit_json(result.to_dict())
         return
-    rows = [[t.number, t.kind, f"{t.alpha:g}", f"{t.beta:g}", f"{t.gamma:.3f}",
-             "-" if t.flops_ratio is None else f"{t.flops_ratio:.2f}", "-" if t.params is None else f"{t.params:,}",
-             f"{t.top1:.3f}" if t.top1 is not None else (t.failure or t.state.lower())] for t in result.trials]
-    click.echo(_table(["trial", "kind", "alpha", "beta", "gamma", "FLOPs ratio", "params", "top-1"], rows))
+    click.echo(_trials_table(result.trials))
     if result.best is not None:
         b = result.best
         click.echo(f"best: alpha={b.alpha:g} beta={b.beta:g} gamma={b.gamma:.4f} top-1 {b.top1:.3f}")
     if result.fit is not None:
         f = result.fit
         click.echo(f"phi {f.phi:.2f}: {f.params:,} params, {f.macs:,} FLOPs (MACs), {f.spec.resolution} px, "
-                   f"peak training memory {_mib(f.memory_bytes)} at batch {recipe.batch_size}; limited by "
+                   f"peak training memory {_mib(f.memory_bytes)} at batch {settings.batch_size}; limited by "
                    f"{', '.join(f.binding) or '-'}")
         click.echo(_spec_table(f.spec))
         click.echo(f"wrote {result.spec_path}")
     click.echo(FLOPS_NOTE)
+
+
+def _trials_table(trials) -> str:
+    """One row per candidate; a candidate that rounds to an already trained network says which one it shares."""
+    rows = []
+    for t in trials:
+        time_taken = "-" if t.wall_seconds is None else _duration(t.wall_seconds)
+        if t.same_network_as is not None:
+            time_taken = f"= trial {t.same_network_as}"
+        rows.append([t.number, t.kind, f"{t.alpha:g}", f"{t.beta:g}", f"{t.gamma:.3f}",
+                     "-" if t.resolution is None else t.resolution,
+                     "-" if t.flops_ratio is None else f"{t.flops_ratio:.2f}",
+                     "-" if t.params is None else f"{t.params:,}",
+                     f"{t.top1:.3f}" if t.top1 is not None else (t.failure or t.state.lower()), time_taken])
+    return _table(["trial", "kind", "alpha", "beta", "gamma", "px", "FLOPs ratio", "params", "top-1", "time"], rows)
+
+
+@cli.group(name="studies", invoke_without_command=True)
+@click.option("--storage", help="Optuna storage URL (default: every study in studies/).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def studies_command(context, storage, as_json) -> None:
+    """List studies with their progress and best result; `scaler studies show NAME` prints one's trials.
+
+    Example: scaler studies --storage postgresql://me@db.example/studies
+    """
+    if context.invoked_subcommand is not None:
+        return
+    summaries = list_studies(storage)
+    if as_json:
+        _emit_json([asdict(s) for s in summaries])
+        return
+    if not summaries:
+        click.echo("no studies" + (f" in {storage}" if storage else " in studies/"))
+        return
+    rows = []
+    for s in summaries:
+        best = "-" if s.best is None else (f"alpha={s.best.alpha:g} beta={s.best.beta:g} gamma={s.best.gamma:.3f} "
+                                          f"top-1 {s.best.top1:.3f}")
+        rows.append([s.name, s.sampler, f"{s.complete}/{s.total}", s.failed, s.pruned, s.running, best, s.storage])
+    click.echo(_table(["study", "sampler", "done", "failed", "pruned", "running", "best", "storage"], rows))
+
+
+@studies_command.command(name="show")
+@click.argument("name")
+@click.option("--storage", help="Optuna storage URL (default: the study's file in studies/).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def studies_show(name, storage, as_json) -> None:
+    """Print the settings and trials of study NAME.
+
+    Example: scaler studies show quick
+    """
+    result = report(name, find_study(name, storage))
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    r = result.recipe
+    click.echo(f"study {name} ({result.storage}): {r.baseline} at width {r.proxy_width:g}, depth {r.proxy_depth:g}, "
+               f"{r.proxy_resolution} px; {r.data}, {r.epochs} epochs, {r.sampler} sampler")
+    click.echo(_trials_table(result.trials))
+    if result.best is not None:
+        b = result.best
+        click.echo(f"best: alpha={b.alpha:g} beta={b.beta:g} gamma={b.gamma:.4f} top-1 {b.top1:.3f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -374,4 +457,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except TrainingError as error:
         click.echo(f"scaler: training failed: {error.reason}", err=True)
+        sys.exit(1)
+    except WorkerFailed as error:
+        click.echo(f"scaler: {error}", err=True)
         sys.exit(1)

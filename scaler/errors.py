@@ -4,6 +4,7 @@ one line on stderr and exit status 2."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 
 class ScalerError(ValueError):
@@ -40,3 +41,13 @@ def check_choice(name: str, value, choices, error: type[ScalerError] = ScalerErr
     if value not in choices:
         raise error(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def read_text(path: Path, label: str, error: type[ScalerError] = ScalerError) -> str:
+    """A text file's contents, or one error that starts with `label` (the file as the user named it)."""
+    try:
+        return path.read_text()
+    except OSError as failure:
+        raise ScalerError(f"{label}: cannot read: {failure.strerror}") from None
+    except UnicodeDecodeError:
+        raise error(f"{label}: not a text file") from None

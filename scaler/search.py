@@ -1,42 +1,70 @@
 """The compound-coefficient search: an Optuna study with one trial per candidate (alpha, beta, gamma), each scored
 by a short proxy training, then the largest phi whose full-size network fits the budget.
 
-Every candidate is put in the study's queue as a WAITING trial with fixed parameters, and a worker only ever
-takes queued trials (Optuna hands each one to exactly one worker), never the sampler's: this avoids the
-GridSampler's known faults (points trained twice, or never after an interruption). Running the same command
-again resumes: completed candidates are kept, candidates whose trial was interrupted (Ctrl-C) or whose worker
-died (kill -9: its process is gone) are queued again, and candidates that failed for a reason of their own
-(out of memory, non-finite loss) stay recorded as failed. The grid and the proxy settings are fingerprinted
-in the study, so a worker with different settings is refused.
+How every candidate is trained exactly once, whatever happens to the workers:
+
+- A candidate is a trial's user attributes `kind, alpha, beta, gamma` (its key). The grid and the references
+  are put in the study's queue as WAITING trials; Optuna hands each queued trial to exactly one worker. Optuna's
+  GridSampler is not used: it trains points twice under parallel workers and stops "exhausted" with points never
+  trained after an interruption.
+- Before training, a worker checks the key against the study: if another trial of the same candidate is
+  finished, or running under an earlier trial number, its own trial is surplus (recorded as such, never
+  trained, left out of every table). So two workers that queue the same candidate at once cost nothing.
+- `settle` fails trials whose worker is gone (a dead process on this machine at once; on another machine by
+  the storage's heartbeat) and queues again every candidate that is neither finished nor pending. A trial cut
+  off by Ctrl-C is recorded as interrupted and trained again on the next run; a trial that failed for a reason
+  of its own (out of memory, non-finite loss) stays failed.
+- `--sampler tpe --trials N`: after the references, Optuna's TPE proposes N candidates over the alpha and beta
+  ranges (gamma derived); a proposal with gamma < 1 is infeasible and pruned untrained, a repeat of a finished
+  candidate takes its score without training.
+
+The grid, proxy settings, seed and `VERSION` are fingerprinted in the study, so a worker with other settings is
+refused.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import multiprocessing
 import os
+import signal
 import socket
-from dataclasses import asdict, dataclass, replace
+import sys
+import time
+import tomllib
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Callable
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from scaler.baselines import resolve_spec
 from scaler.budget import Budget, Fit, fit_phi
-from scaler.data import load_data
-from scaler.errors import ScalerError, check_int, check_number
+from scaler.data import load_data, parse_data
+from scaler.errors import ScalerError, check_choice, check_int, check_number, read_text
 from scaler.estimate import estimate
-from scaler.grid import KINDS, Candidate, compound_grid, fingerprint, references
-from scaler.scaling import compound, scale
-from scaler.spec import Spec, save_spec
+from scaler.grid import Candidate, compound_grid, fingerprint, references
+from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound, scale
+from scaler.spec import Spec, save_spec, to_dict
+from scaler.storage import default_storage, is_sqlite, local_storages, open_storage, storage_folder
 from scaler.train import NonFiniteLoss, OutOfMemory, TrainingError, resolve_device, train
 
-VERSION = "1"  # bump when a change would make old trials incomparable
+VERSION = "2"  # bump when a change would make old trials incomparable
+SAMPLERS = ("grid", "tpe")
+SAMPLED_STEP = 0.01  # TPE proposes alpha and beta on this grid: finer than a short proxy can tell apart
+FINAL_FAILURES = ("oom", "nonfinite")  # failures of the candidate itself: never trained again
+SETTLED_FAILURES = (*FINAL_FAILURES, "error")  # an unexpected error is tried again once per command
+HIDDEN = ("surplus", "infeasible")  # bookkeeping trials, left out of every table and count
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """Everything that decides a study's scores: the proxy network, the data, the training, the grid."""
+    """Everything that decides a study's scores: the proxy network, the data, the training, the candidates.
+    All but `trials` are fingerprinted; `trials` (TPE proposals) may be raised to search on."""
 
     baseline: str = "efficientnet-b0"
     data: str = "synthetic"
@@ -51,17 +79,40 @@ class Recipe:
     alpha_range: tuple[float, float] = (1.0, 1.4)
     beta_range: tuple[float, float] = (1.0, 1.4)
     step: float = 0.05
+    sampler: str = "grid"
+    trials: int = 20
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "proxy_resolution", "batch_size", "train_size", "val_size"):
+        for name in ("baseline", "data"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ScalerError(f"{name}: expected a non-empty string, got {getattr(self, name)!r}")
+        for name in ("epochs", "proxy_resolution", "batch_size", "train_size", "val_size", "trials"):
             check_int(name.replace("_", " "), getattr(self, name))
         check_int("seed", self.seed, 0)
-        for name in ("proxy_width", "proxy_depth"):
+        for name in ("proxy_width", "proxy_depth", "step"):
             check_number(name.replace("_", " "), getattr(self, name), 0, above_low=True)
+        for name in ("alpha_range", "beta_range"):
+            value = getattr(self, name)
+            if not isinstance(value, (tuple, list)) or len(value) != 2:
+                raise ScalerError(f"{name.replace('_', ' ')}: expected [low, high], got {value!r}")
+            object.__setattr__(self, name, (check_number(f"{name.replace('_', ' ')} start", value[0], 1),
+                                            check_number(f"{name.replace('_', ' ')} end", value[1], value[0])))
+        check_choice("sampler", self.sampler, SAMPLERS)
+        compound_grid(self.alpha_range, self.beta_range, self.step if self.sampler == "grid" else SAMPLED_STEP)
+
+    def settings(self) -> dict:
+        """What a worker must share with the study: every field but `trials`, and the version."""
+        return {k: v for k, v in asdict(self).items() if k != "trials"} | {"version": VERSION}
 
     def candidates(self) -> tuple[Candidate, ...]:
-        """The references first (baseline, depth-, width-, resolution-only), then the grid, in a fixed order."""
-        return references() + compound_grid(self.alpha_range, self.beta_range, self.step)
+        """The queued candidates: the references first (baseline, depth-, width-, resolution-only), then, for the
+        grid sampler, the grid, in a fixed order."""
+        grid = compound_grid(self.alpha_range, self.beta_range, self.step) if self.sampler == "grid" else ()
+        return references() + grid
+
+    def total(self) -> int:
+        """How many candidates the study scores."""
+        return len(self.candidates()) + (self.trials if self.sampler == "tpe" else 0)
 
     def proxy(self) -> Spec:
         """The baseline shrunk for scoring: the network each candidate's phi = 1 scaling starts from."""
@@ -75,6 +126,31 @@ QUICK = Recipe(epochs=3, proxy_resolution=32, proxy_width=0.5, proxy_depth=0.34,
                val_size=256, alpha_range=(1.1, 1.3), beta_range=(1.05, 1.15), step=0.1)
 
 
+def recipe_from_dict(data: dict, base: Recipe = Recipe(), where: str = "recipe") -> Recipe:
+    """A recipe from a TOML/JSON table: `base` with the keys given; unknown keys and wrong types are one error."""
+    known = [f.name for f in fields(Recipe)]
+    if not isinstance(data, dict):
+        raise ScalerError(f"{where}: expected a table of settings, got {type(data).__name__}")
+    for key in data:
+        if key not in known:
+            raise ScalerError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+    try:
+        return replace(base, **data)
+    except ScalerError as error:
+        raise ScalerError(f"{where}: {error}") from None
+
+
+def load_recipe(path: str | Path, base: Recipe = Recipe()) -> Recipe:
+    """Read a study recipe (TOML): any of Recipe's fields; what it leaves out comes from `base`."""
+    path = Path(path)
+    text = read_text(path, f"recipe {path}")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ScalerError(f"recipe {path}: not valid TOML: {error}") from None
+    return recipe_from_dict(data, base, f"recipe {path}")
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     number: int
@@ -84,16 +160,22 @@ class TrialRecord:
     beta: float
     gamma: float
     top1: float | None
+    top1_per_epoch: tuple[float, ...]
+    resolution: int | None
     flops_ratio: float | None
     params: int | None
     macs: int | None
+    activations: int | None
+    wall_seconds: float | None
     failure: str | None
+    same_network_as: int | None
 
 
 @dataclass(frozen=True)
 class SearchResult:
     study_name: str
     storage: str
+    recipe: Recipe
     best: TrialRecord | None
     fit: Fit | None
     trials: tuple[TrialRecord, ...]
@@ -107,43 +189,46 @@ class SearchResult:
             final = {"params": self.fit.params, "macs": self.fit.macs, "resolution": self.fit.spec.resolution,
                      "memory_bytes": self.fit.memory_bytes, "latency_ms": self.fit.latency_ms,
                      "binding": list(self.fit.binding), "spec": self.fit.to_dict()["spec"]}
-        return {"study_name": self.study_name, "storage": self.storage, "best": best,
+        return {"study_name": self.study_name, "storage": self.storage, "recipe": asdict(self.recipe), "best": best,
                 "phi": None if self.fit is None else self.fit.phi, "final": final, "spec_path": self.spec_path,
                 "trials": [asdict(t) for t in self.trials]}
 
 
-def default_storage(study_name: str) -> str:
-    """sqlite:///studies/<study-name>.db under the current directory (the folder is made if missing)."""
-    Path("studies").mkdir(exist_ok=True)
-    return f"sqlite:///studies/{study_name}.db"
+class TrialFailure(Exception):
+    """A trial that ends FAIL with its reason in the user attributes; the worker goes on."""
 
 
-def _storage(url: str) -> optuna.storages.BaseStorage:
-    """Any Optuna storage URL; a journal file for many local workers; one clear error when it cannot open."""
-    try:
-        if url.startswith(("sqlite:", "postgresql", "mysql")):
-            return optuna.storages.RDBStorage(url)
-        if url.endswith((".log", ".journal")):
-            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
-    except Exception as error:  # SQLAlchemy and drivers raise many kinds; the user needs one line
-        raise ScalerError(f"storage: cannot open {url}: {str(error).splitlines()[0]}") from None
-    raise ScalerError(f"storage: {url!r} is not a storage URL (sqlite:///FILE.db, postgresql://..., or a "
-                      f"journal file ending in .log)")
+def _key(attrs: dict) -> tuple | None:
+    if "kind" not in attrs:
+        return None
+    return attrs["kind"], attrs["alpha"], attrs["beta"], attrs["gamma"]
+
+
+def _hidden(trial: optuna.trial.FrozenTrial) -> bool:
+    return trial.user_attrs.get("failure_kind") in HIDDEN or "copy_of" in trial.user_attrs
 
 
 def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
-    attrs, params = trial.user_attrs, trial.params
+    attrs = trial.user_attrs
+    failure = attrs.get("failure")
+    if trial.state == TrialState.FAIL and failure is None:
+        failure = "worker lost"  # killed, or gone silent: found by process id or heartbeat
+    if trial.state == TrialState.PRUNED:
+        failure = f"pruned after epoch {len(attrs.get('top1_per_epoch', []))}"
     return TrialRecord(
-        number=trial.number, state=trial.state.name, kind=params.get("kind", "?"), alpha=params.get("alpha", 0.0),
-        beta=params.get("beta", 0.0), gamma=params.get("gamma", 0.0),
+        number=trial.number, state=trial.state.name, kind=attrs.get("kind", "?"), alpha=attrs.get("alpha", 0.0),
+        beta=attrs.get("beta", 0.0), gamma=attrs.get("gamma", 0.0),
         top1=trial.value if trial.state == TrialState.COMPLETE else None,
-        flops_ratio=attrs.get("flops_ratio"), params=attrs.get("params"), macs=attrs.get("macs"),
-        failure=attrs.get("failure"),
+        top1_per_epoch=tuple(attrs.get("top1_per_epoch") or ()), resolution=attrs.get("resolution"),
+        flops_ratio=attrs.get("flops_ratio"),
+        params=attrs.get("params"), macs=attrs.get("macs"), activations=attrs.get("activations"),
+        wall_seconds=attrs.get("wall_seconds"), failure=failure, same_network_as=attrs.get("same_network_as"),
     )
 
 
-def _key(params: dict) -> tuple:
-    return (params.get("kind"), params.get("alpha"), params.get("beta"), params.get("gamma"))
+def records(study: optuna.Study) -> tuple[TrialRecord, ...]:
+    """Every trial that scores a candidate, in trial order (bookkeeping trials left out)."""
+    return tuple(_record(t) for t in study.get_trials(deepcopy=False) if not _hidden(t) and _key(t.user_attrs))
 
 
 def _dead_local_owner(trial: optuna.trial.FrozenTrial) -> bool:
@@ -160,36 +245,304 @@ def _dead_local_owner(trial: optuna.trial.FrozenTrial) -> bool:
     return False
 
 
-def prepare_study(recipe: Recipe, study_name: str, storage: str) -> optuna.Study:
-    """Open or create the study, check its fingerprint, and queue every candidate that still needs training."""
-    candidates = recipe.candidates()
-    settings = asdict(recipe) | {"version": VERSION}
-    mark = fingerprint(candidates, **settings)
-    study = optuna.create_study(study_name=study_name, storage=_storage(storage), direction="maximize",
-                                load_if_exists=True)
+def _sampler(recipe: Recipe, worker: int) -> optuna.samplers.BaseSampler:
+    if recipe.sampler == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Each worker its own seed, or parallel workers would propose the same candidates.
+            return optuna.samplers.TPESampler(seed=recipe.seed + worker, multivariate=True)
+    return optuna.samplers.RandomSampler(seed=recipe.seed + worker)  # never asked: every grid trial is queued
+
+
+def open_study(recipe: Recipe, study_name: str, storage: str, worker: int = 0, prune: bool = False) -> optuna.Study:
+    """Open or create the study and check its fingerprint."""
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=len(references()) + 1, n_warmup_steps=1) if prune \
+        else optuna.pruners.NopPruner()
+    study = optuna.create_study(study_name=study_name, storage=open_storage(storage, create=True),
+                                direction="maximize", load_if_exists=True, sampler=_sampler(recipe, worker),
+                                pruner=pruner)
+    settings = json.loads(json.dumps(recipe.settings()))  # as stored: tuples become lists
+    mark = fingerprint(recipe.candidates(), **settings)
     stored = study.user_attrs.get("fingerprint")
     if stored is None:
         study.set_user_attr("fingerprint", mark)
         study.set_user_attr("recipe", settings)
     elif stored != mark:
-        raise ScalerError(f"study {study_name!r} was made with other settings (grid, proxy, seed or version "
-                          f"{study.user_attrs.get('recipe', {}).get('version', '?')}); use the same settings, "
-                          f"or another --study-name")
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if _dead_local_owner(trial):  # failed without a failure kind, so it is queued again below
-            study.tell(trial.number, state=TrialState.FAIL)
-    settled = {}
-    for trial in study.get_trials(deepcopy=False):
-        key = _key(trial.params or trial.system_attrs.get("fixed_params", {}))
-        if trial.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED):
-            settled[key] = True
-        elif trial.state == TrialState.FAIL and trial.user_attrs.get("failure_kind") in ("oom", "nonfinite"):
-            settled[key] = True
-    for c in candidates:
-        params = {"kind": c.kind, "alpha": c.alpha, "beta": c.beta, "gamma": c.gamma}
-        if not settled.get(_key(params)):
-            study.enqueue_trial(params)
+        theirs = study.user_attrs.get("recipe", {})
+        differ = sorted(k for k in set(settings) | set(theirs) if settings.get(k) != theirs.get(k))
+        raise ScalerError(f"study {study_name!r} was made with other settings ({', '.join(differ) or 'grid'} "
+                          f"differ); use the same settings, or another --study-name")
+    if recipe.sampler == "tpe" and study.user_attrs.get("trials", 0) < recipe.trials:
+        study.set_user_attr("trials", recipe.trials)
     return study
+
+
+def _settled_keys(study: optuna.Study, settled_failures: tuple[str, ...] = SETTLED_FAILURES,
+                  pending: bool = True) -> set[tuple]:
+    """The candidates that are finished (complete, pruned, or failed for a reason of their own) and, with
+    `pending`, those queued or running."""
+    finished = (TrialState.COMPLETE, TrialState.PRUNED) + ((TrialState.RUNNING, TrialState.WAITING) if pending else ())
+    keys = set()
+    for trial in study.get_trials(deepcopy=False):
+        key = _key(trial.user_attrs)
+        if key is None or _hidden(trial):
+            continue
+        if trial.state in finished or (trial.state == TrialState.FAIL and
+                                       trial.user_attrs.get("failure_kind") in settled_failures):
+            keys.add(key)
+    return keys
+
+
+def settle(study: optuna.Study, recipe: Recipe, retry_errors: bool = False) -> int:
+    """Fail the trials whose worker is gone, then queue every candidate that is neither finished nor pending.
+    `retry_errors` also queues candidates whose training raised an unexpected error (once per command).
+    Returns how many candidates were queued."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # other machines' dead workers (relational storages)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if _dead_local_owner(trial):
+            study.tell(trial.number, state=TrialState.FAIL)
+    settled = _settled_keys(study, FINAL_FAILURES if retry_errors else SETTLED_FAILURES)
+    wanted = {}
+    for c in recipe.candidates():
+        wanted.setdefault(_key(asdict(c)), {"kind": c.kind, "alpha": c.alpha, "beta": c.beta, "gamma": c.gamma})
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        key = _key(trial.user_attrs)
+        if key is not None and not _hidden(trial):
+            wanted.setdefault(key, {k: trial.user_attrs[k] for k in ("kind", "alpha", "beta", "gamma", "sampled")
+                                    if k in trial.user_attrs})
+    queued = 0
+    for key, attrs in wanted.items():
+        if key not in settled:
+            params = {"alpha": attrs["alpha"], "beta": attrs["beta"]} if attrs["kind"] == "compound" else {}
+            study.enqueue_trial(params, user_attrs=attrs)
+            queued += 1
+    return queued
+
+
+def _proposed(study: optuna.Study, before: int | None = None) -> int:
+    """How many TPE proposals count towards --trials (those before trial number `before`, if given)."""
+    count = 0
+    for t in study.get_trials(deepcopy=False):
+        if before is not None and t.number >= before:
+            break
+        if not t.user_attrs.get("sampled") or t.user_attrs.get("failure_kind") in HIDDEN:
+            continue
+        if t.state != TrialState.FAIL or t.user_attrs.get("failure_kind") in SETTLED_FAILURES:
+            count += 1
+    return count
+
+
+def _has_work(study: optuna.Study, recipe: Recipe) -> bool:
+    if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        return True
+    return recipe.sampler == "tpe" and _proposed(study) < study.user_attrs.get("trials", recipe.trials)
+
+
+class _Objective:
+    """Scores one trial: takes its candidate (queued, or proposed by TPE), checks it is not done or running
+    elsewhere, scales the proxy, records its costs, trains it, reports each epoch (for the pruner)."""
+
+    def __init__(self, study: optuna.Study, recipe: Recipe, device: torch.device, prune: bool):
+        self.study, self.recipe, self.device, self.prune = study, recipe, device, prune
+        self.proxy = recipe.proxy()
+        self.base_macs = estimate(self.proxy).macs
+        self.data = None
+
+    def load_data(self) -> None:
+        """The proxy data, once, before the first trial (so a data error is not a trial's)."""
+        if self.data is None:
+            r = self.recipe
+            self.data = load_data(r.data, r.train_size, r.val_size, r.seed, self.device)
+
+    def _distribution(self, name: str) -> dict:
+        low, high = getattr(self.recipe, f"{name}_range")
+        return {"low": low, "high": high, "step": SAMPLED_STEP if self.recipe.sampler == "tpe" else None}
+
+    def _propose(self, trial: optuna.Trial) -> dict:
+        """A TPE proposal, or surplus when --trials are already proposed (another worker got there first)."""
+        if self.recipe.sampler != "tpe" or _proposed(self.study, trial.number) >= \
+                self.study.user_attrs.get("trials", self.recipe.trials):
+            trial.set_user_attr("failure_kind", "surplus")
+            raise TrialFailure("surplus: nothing left to train")
+        alpha = round(trial.suggest_float("alpha", **self._distribution("alpha")), 10)
+        beta = round(trial.suggest_float("beta", **self._distribution("beta")), 10)
+        gamma_squared = 2.0 / (alpha * beta * beta)
+        attrs = {"kind": "compound", "alpha": alpha, "beta": beta,
+                 "gamma": round(math.sqrt(max(1.0, gamma_squared)), 10), "sampled": True}
+        for name, value in attrs.items():
+            trial.set_user_attr(name, value)
+        if gamma_squared < 1 - 1e-12:
+            trial.set_user_attr("failure_kind", "infeasible")
+            raise optuna.TrialPruned(f"alpha * beta^2 = {alpha * beta * beta:.3f} > 2 leaves gamma < 1")
+        return attrs
+
+    def _duplicate_of(self, trial: optuna.Trial, key: tuple) -> optuna.trial.FrozenTrial | None:
+        """Another trial of the same candidate that is finished, or running under an earlier number."""
+        for other in self.study.get_trials(deepcopy=False):
+            if other.number == trial.number or _hidden(other) or _key(other.user_attrs) != key:
+                continue
+            if other.state == TrialState.RUNNING and other.number < trial.number:
+                return other
+            if other.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+                    other.state == TrialState.FAIL and other.user_attrs.get("failure_kind") in FINAL_FAILURES):
+                return other
+        return None
+
+    def _same_network(self, trial: optuna.Trial, network: Spec) -> optuna.trial.FrozenTrial | None:
+        """A trained trial whose candidate rounds to the very same network: its score is this one's (training is
+        deterministic), so it is not trained again. Shallow proxies make this common: ceil rounding gives every
+        alpha in (1, 2] two blocks for a one-block stage."""
+        digest = fingerprint((), network={k: v for k, v in to_dict(network).items() if k != "name"})
+        trial.set_user_attr("network", digest)
+        return next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                     if t.user_attrs.get("network") == digest and "same_network_as" not in t.user_attrs), None)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        attrs = dict(trial.user_attrs)
+        if "kind" not in attrs:
+            attrs = self._propose(trial)
+        elif attrs["kind"] == "compound":
+            trial.suggest_float("alpha", **self._distribution("alpha"))
+            trial.suggest_float("beta", **self._distribution("beta"))
+        other = self._duplicate_of(trial, _key(attrs))
+        if other is not None:
+            if attrs.get("sampled") and other.state == TrialState.COMPLETE:
+                trial.set_user_attr("copy_of", other.number)  # a repeated proposal takes the score, untrained
+                return other.value
+            trial.set_user_attr("failure_kind", "surplus")
+            raise TrialFailure(f"surplus: trial {other.number} has this candidate")
+        return self._train(trial, Candidate(attrs["alpha"], attrs["beta"], attrs["gamma"], attrs["kind"]))
+
+    def _train(self, trial: optuna.Trial, candidate: Candidate) -> float:
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(self.device)})
+        if candidate.kind == "baseline":
+            network = self.proxy
+        else:
+            network = compound(self.proxy, candidate.alpha, candidate.beta, candidate.gamma, 1.0)
+        cost = estimate(network)
+        trial.set_user_attr("flops_ratio", cost.macs / self.base_macs)
+        trial.set_user_attr("nominal_flops_ratio", candidate.nominal_flops_ratio)
+        trial.set_user_attr("params", cost.params)
+        trial.set_user_attr("macs", cost.macs)
+        trial.set_user_attr("activations", cost.activations)
+        trial.set_user_attr("resolution", network.resolution)
+        twin = self._same_network(trial, network)
+        if twin is not None:
+            for name in ("top1_per_epoch", "images_per_second"):
+                trial.set_user_attr(name, twin.user_attrs.get(name))
+            trial.set_user_attr("same_network_as", twin.number)
+            return twin.value
+        per_epoch = []
+
+        def report_epoch(epoch: int, top1: float) -> None:
+            per_epoch.append(top1)
+            trial.set_user_attr("top1_per_epoch", per_epoch)
+            trial.report(top1, epoch)
+            if self.prune and candidate.kind == "compound" and trial.should_prune():
+                raise optuna.TrialPruned(f"top-1 {top1:.3f} after epoch {epoch + 1} is below the median")
+
+        try:
+            result = train(network, self.data, epochs=self.recipe.epochs, batch_size=self.recipe.batch_size,
+                           device=self.device, seed=self.recipe.seed, on_epoch=report_epoch)
+        except TrainingError as error:
+            kind = "oom" if isinstance(error, OutOfMemory) else "nonfinite" if isinstance(error, NonFiniteLoss) \
+                else "error"
+            trial.set_user_attr("failure", error.reason)
+            trial.set_user_attr("failure_kind", kind)
+            raise TrialFailure(error.reason) from None
+        except KeyboardInterrupt:
+            trial.set_user_attr("failure", "interrupted")
+            raise
+        trial.set_user_attr("images_per_second", result.images_per_second)
+        trial.set_user_attr("wall_seconds", result.wall_seconds)
+        return result.top1
+
+
+Progress = Callable[[TrialRecord, int, int], None]  # (the trial that ended, candidates done, candidates in all)
+
+
+def _report_progress(study: optuna.Study, trial: optuna.trial.FrozenTrial, on_trial: Progress | None) -> None:
+    if on_trial is None or _hidden(trial) or not _key(trial.user_attrs):
+        return
+    on_trial(_record(trial), len(_settled_keys(study, pending=False)), stored_recipe(study).total())
+
+
+def work(study: optuna.Study, recipe: Recipe, device: torch.device, prune: bool = False,
+         on_trial: Progress | None = None) -> None:
+    """One worker: train candidates of the study until none is left to train (others may still be running)."""
+    objective = _Objective(study, recipe, device, prune)
+
+    def finished(_, trial: optuna.trial.FrozenTrial) -> None:
+        _report_progress(study, trial, on_trial)
+
+    while _has_work(study, recipe) or settle(study, recipe):
+        objective.load_data()
+        study.optimize(objective, n_trials=1, catch=(TrialFailure,), callbacks=[finished])
+
+
+def worker_devices(device: str, workers: int) -> list[torch.device]:
+    """The device of each worker: one per GPU in turn when 'auto' or 'cuda' finds several; else all on one."""
+    check_int("workers", workers)
+    resolved = resolve_device(device)
+    count = torch.cuda.device_count() if resolved.type == "cuda" else 0
+    if str(device) in ("auto", "cuda") and count > 1:
+        return [torch.device(f"cuda:{i % count}") for i in range(workers)]
+    return [resolved] * workers
+
+
+def _worker_process(recipe: Recipe, study_name: str, storage: str, device: str, prune: bool, worker: int,
+                    threads: int) -> None:
+    """A worker process of `search(workers=N)`: errors are one line on stderr and the exit status."""
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        work(open_study(recipe, study_name, storage, worker, prune), recipe, torch.device(device), prune)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (ScalerError, TrainingError) as error:
+        print(f"scaler: worker {worker}: {error}", file=sys.stderr)
+        sys.exit(2 if isinstance(error, ScalerError) else 1)
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process ended with an error; the study keeps what was done."""
+
+
+def _run_workers(recipe: Recipe, study_name: str, storage: str, devices: list[torch.device], prune: bool,
+                 on_trial: Progress | None, poll_seconds: float = 1.0) -> None:
+    context = multiprocessing.get_context("spawn")  # fork would copy torch's threads and CUDA state
+    threads = max(1, (os.cpu_count() or 1) // len(devices))
+    processes = [context.Process(target=_worker_process, name=f"scaler-worker-{i}",
+                                 args=(recipe, study_name, storage, str(d), prune, i, threads))
+                 for i, d in enumerate(devices)]
+    for p in processes:
+        p.start()
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    try:
+        while True:
+            alive = any(p.is_alive() for p in processes)
+            for t in study.get_trials(deepcopy=False):
+                if t.state.is_finished() and t.number not in seen:
+                    seen.add(t.number)
+                    _report_progress(study, t, on_trial)
+            if not alive:
+                break
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt:
+        # From a terminal every worker gets the same Ctrl-C, records its trial as interrupted and exits; a worker
+        # still running after a grace period (the interrupt was sent to this process alone) is interrupted too.
+        for p in processes:
+            p.join(timeout=10)
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGINT)
+                p.join()
+        raise
+    failed = [f"worker {i} exited with status {p.exitcode}" for i, p in enumerate(processes) if p.exitcode]
+    if failed:
+        raise WorkerFailed("; ".join(failed) + "; what finished is kept: run the same command to go on")
 
 
 def search(
@@ -198,84 +551,92 @@ def search(
     study_name: str = "default",
     storage: str | None = None,
     device: str = "auto",
-    on_trial: Callable[[TrialRecord, int, int], None] | None = None,
+    on_trial: Progress | None = None,
+    workers: int = 1,
+    prune: bool = False,
 ) -> SearchResult:
-    """Train every queued candidate of the study, then fit phi to `budget` with the best compound candidate.
+    """Train every candidate of the study not yet trained, with `workers` processes, then fit phi to `budget`
+    with the best compound candidate. A finished study is reported, not retrained.
 
-    `on_trial(record, done, total)` is called after each trial (progress). A finished study is reported, not
-    retrained.
+    `on_trial(record, done, total)` is called as each trial ends (progress). Several machines may run this against one
+    PostgreSQL study at once; each trains what is left.
     """
-    device = resolve_device(device)
+    devices = worker_devices(device, workers)
     storage = storage or default_storage(study_name)
-    study = prepare_study(recipe, study_name, storage)
-    proxy = recipe.proxy()
-    base_macs = estimate(proxy).macs
-    total = len(recipe.candidates())
-    data = None
-    while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        if data is None:
-            data = load_data(recipe.data, recipe.train_size, recipe.val_size, recipe.seed, device)
-        trial = study.ask()
-        if "fixed_params" not in study.get_trials(deepcopy=False)[trial.number].system_attrs:
-            # Another worker took the last queued candidate first: this trial is not one of ours.
-            study.tell(trial, state=TrialState.FAIL)
-            break
-        _run_trial(study, trial, recipe, proxy, base_macs, data, device)
-        if on_trial is not None:
-            trials = study.get_trials(deepcopy=False)
-            done = sum(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)
-            on_trial(_record(trials[trial.number]), done, total)
-    return report(study_name, storage, budget, recipe)
+    if workers > 1 and is_sqlite(storage):
+        raise ScalerError(f"workers: {workers} workers cannot share SQLite (it locks under parallel writers); "
+                          f"use a journal file (--storage studies/{study_name}.log) or PostgreSQL")
+    parse_data(recipe.data)
+    if budget is not None:
+        # Before any training: a budget no network of the rule can meet (below the smallest, or above phi =
+        # MAX_PHI) is refused now, not after the study. Any coefficients > 1 reach the same smallest network.
+        fit_phi(recipe.baseline, budget, PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA)
+    else:
+        resolve_spec(recipe.baseline)
+    study = open_study(recipe, study_name, storage, prune=prune)
+    settle(study, recipe, retry_errors=True)
+    if workers == 1:
+        work(study, recipe, devices[0], prune, on_trial)
+    else:
+        _run_workers(recipe, study_name, storage, devices, prune, on_trial)
+    return report(study_name, storage, budget)
 
 
-def _run_trial(study, trial, recipe: Recipe, proxy: Spec, base_macs: int, data, device) -> None:
-    kind = trial.suggest_categorical("kind", KINDS)
-    alpha = trial.suggest_float("alpha", 1.0, 4.0)
-    beta = trial.suggest_float("beta", 1.0, 4.0)
-    gamma = trial.suggest_float("gamma", 1.0, 4.0)
-    trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
-    candidate = Candidate(alpha, beta, gamma, kind)
-    network = proxy if kind == "baseline" else compound(proxy, alpha, beta, gamma, 1.0)
-    cost = estimate(network)
-    trial.set_user_attr("flops_ratio", cost.macs / base_macs if kind != "baseline" else 1.0)
-    trial.set_user_attr("params", cost.params)
-    trial.set_user_attr("macs", cost.macs)
-    trial.set_user_attr("activations", cost.activations)
-    trial.set_user_attr("nominal_flops_ratio", candidate.nominal_flops_ratio)
+def stored_recipe(study: optuna.Study) -> Recipe:
+    """The recipe a study was made with (from its user attributes)."""
+    settings = {k: v for k, v in study.user_attrs.get("recipe", {}).items() if k != "version"}
+    recipe = recipe_from_dict(settings, where=f"study {study.study_name}")
+    return replace(recipe, trials=study.user_attrs.get("trials", recipe.trials))
 
-    def report_epoch(epoch: int, top1: float) -> None:
-        trial.report(top1, epoch)
 
+def report(study_name: str, storage: str, budget: Budget | None = None) -> SearchResult:
+    """Read a study back: its trials, the best compound candidate, and the fit of phi to `budget` (the fitted
+    spec is written as best.json beside the study's database)."""
     try:
-        result = train(network, data, epochs=recipe.epochs, batch_size=recipe.batch_size, device=device,
-                       seed=recipe.seed, on_epoch=report_epoch)
-    except TrainingError as error:
-        kind_of = "oom" if isinstance(error, OutOfMemory) else "nonfinite" if isinstance(error, NonFiniteLoss) \
-            else "error"
-        trial.set_user_attr("failure", error.reason)
-        trial.set_user_attr("failure_kind", kind_of)
-        study.tell(trial, state=TrialState.FAIL)
-        return
-    except BaseException:
-        trial.set_user_attr("failure", "interrupted")
-        study.tell(trial, state=TrialState.FAIL)
-        raise
-    trial.set_user_attr("top1_per_epoch", list(result.top1_per_epoch))
-    trial.set_user_attr("images_per_second", result.images_per_second)
-    trial.set_user_attr("wall_seconds", result.wall_seconds)
-    study.tell(trial, result.top1)
-
-
-def report(study_name: str, storage: str, budget: Budget | None, recipe: Recipe) -> SearchResult:
-    """Read a study back: its trials, the best compound candidate, and the fit of phi to `budget`."""
-    study = optuna.load_study(study_name=study_name, storage=_storage(storage))
-    trials = tuple(_record(t) for t in study.get_trials(deepcopy=False))
-    compound_trials = [t for t in trials if t.kind == "compound" and t.top1 is not None]
-    best = max(compound_trials, key=lambda t: t.top1, default=None)
+        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError:
+        raise ScalerError(f"study {study_name!r} not found in {storage}") from None
+    recipe = stored_recipe(study)
+    trials = records(study)
+    best = max((t for t in trials if t.kind == "compound" and t.top1 is not None), key=lambda t: t.top1,
+               default=None)
     fit, spec_path = None, None
     if best is not None and budget is not None:
         fit = fit_phi(recipe.baseline, budget, best.alpha, best.beta, best.gamma)
-        folder = Path(storage.removeprefix("sqlite:///")).parent if storage.startswith("sqlite:///") else Path(".")
-        spec_path = str(folder / "best.json")
+        spec_path = str(storage_folder(storage) / "best.json")
         save_spec(replace(fit.spec, name=f"{resolve_spec(recipe.baseline).name}@phi={fit.phi:g}"), spec_path)
-    return SearchResult(study_name, storage, best, fit, trials, spec_path)
+    return SearchResult(study_name, storage, recipe, best, fit, trials, spec_path)
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    name: str
+    storage: str
+    sampler: str
+    total: int
+    complete: int
+    failed: int
+    pruned: int
+    running: int
+    best: TrialRecord | None
+
+
+def list_studies(storage: str | None = None) -> list[StudySummary]:
+    """Every study in `storage`, or in every storage under studies/ when none is given: progress and best."""
+    summaries = []
+    for url in [storage] if storage else local_storages():
+        opened = open_storage(url)
+        for name in sorted(optuna.get_all_study_names(opened)):
+            study = optuna.load_study(study_name=name, storage=opened)
+            trials = records(study)
+            states = [t.state for t in trials]
+            best = max((t for t in trials if t.kind == "compound" and t.top1 is not None), key=lambda t: t.top1,
+                       default=None)
+            try:
+                recipe = stored_recipe(study)
+                sampler, total = recipe.sampler, recipe.total()
+            except ScalerError:
+                sampler, total = "?", len(trials)  # a study scaler did not make, or an older version's
+            summaries.append(StudySummary(name, url, sampler, total, states.count("COMPLETE"), states.count("FAIL"),
+                                          states.count("PRUNED"), states.count("RUNNING"), best))
+    return summaries

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import tomli_w
 
-from scaler.errors import ScalerError, SpecError, check_choice, check_int, check_number
+from scaler.errors import ScalerError, SpecError, check_choice, check_int, check_number, read_text
 
 # Each block kind belongs to one torchvision family; the family decides module names and layout.
 BLOCK_FAMILIES = {
@@ -251,12 +251,7 @@ def load_spec(path: str | Path) -> Spec:
     """Read a spec file; errors name the file and the field."""
     path = Path(path)
     fmt = _format_of(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ScalerError(f"{path}: cannot read: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not a text file") from None
+    text = read_text(path, str(path), SpecError)
     try:
         return loads(text, fmt)
     except SpecError as error:

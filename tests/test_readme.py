@@ -2,6 +2,7 @@
 
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,16 +19,26 @@ def run_scaler(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_readme_documents_every_command():
-    for command in ("baselines", "show", "estimate", "scale"):
+    for command in ("baselines", "show", "estimate", "scale", "train", "search", "studies"):
         assert f"### `scaler {command}" in TEXT
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """One folder for all the commands, in README order (`scaler studies show quick` reads what the search made):
+    as the repository root, but writing any output into a temporary folder."""
+    folder = tmp_path_factory.mktemp("readme")
+    (folder / "examples").symlink_to(README.parent / "examples")
+    (folder / "studies").mkdir()
+    for recipe in (README.parent / "studies").glob("*.toml"):
+        shutil.copy(recipe, folder / "studies")
+    return folder
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", COMMANDS)
-def test_readme_command_runs(command, tmp_path):
-    # As from the repository root, but writing any output files into tmp_path.
-    (tmp_path / "examples").symlink_to(README.parent / "examples")
-    result = run_scaler(shlex.split(command)[1:], tmp_path)
+def test_readme_command_runs(command, workdir):
+    result = run_scaler(shlex.split(command)[1:], workdir)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert "Traceback" not in result.stderr

@@ -1,52 +1,104 @@
-"""The search study: every candidate trained once, resumable, failures recorded, settings fingerprinted."""
+"""The search study: every candidate trained exactly once whatever happens to the workers (rerun, Ctrl-C, kill -9,
+a worker lost on another machine, parallel workers on journal and PostgreSQL storage), failures recorded,
+settings fingerprinted, TPE and pruning, recipes, and bad input as one line."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
-from dataclasses import replace
+import time
+from dataclasses import asdict, replace
 
 import optuna
 import pytest
+import tomli_w
 
+import scaler.search as module
 from scaler.budget import Budget
 from scaler.cli import main
 from scaler.errors import ScalerError
-from scaler.search import QUICK, prepare_study, report, search
-from scaler.train import TrainingFailed
+from scaler.search import QUICK, Recipe, load_recipe, open_study, records, report, search, settle
+from scaler.storage import open_storage
+from scaler.train import NonFiniteLoss, OutOfMemory, TrainingFailed
 
 # Smaller still than --quick: one epoch on a few images, for the machinery only.
 TINY = replace(QUICK, epochs=1, train_size=128, val_size=64, alpha_range=(1.1, 1.2), beta_range=(1.05, 1.05))
+# Ten candidates, the same size of proxy: for parallel workers and interruptions.
+TEN = replace(TINY, alpha_range=(1.1, 1.3), beta_range=(1.05, 1.15))
 
 
 def storage_in(tmp_path):
     return f"sqlite:///{tmp_path}/study.db"
 
 
-def trained_points(study):
-    done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
-    return sorted((t.params["kind"], t.params["alpha"], t.params["beta"], t.params["gamma"]) for t in done)
+def write_recipe(path, recipe=TINY, **changes):
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(replace(recipe, **changes)).items()}
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def completed(study_name, storage):
+    """The candidate of every COMPLETE trial (repeats would show as duplicates)."""
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    return sorted((r.kind, r.alpha, r.beta, r.gamma) for r in records(study) if r.state == "COMPLETE")
+
+
+def expected(recipe):
+    return sorted((c.kind, c.alpha, c.beta, c.gamma) for c in recipe.candidates())
+
+
+def run_scaler(*args, cwd, timeout=600):
+    return subprocess.run([sys.executable, "-m", "scaler", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def trainers(study_name, storage):
+    """The process ids that trained the study's trials (copies of a twin network trained nothing)."""
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    return {t.user_attrs["worker"]["pid"] for t in study.get_trials() if t.state.name == "COMPLETE"
+            and "same_network_as" not in t.user_attrs}
 
 
 @pytest.mark.slow
 def test_every_candidate_is_trained_once_and_a_rerun_trains_nothing(tmp_path):
     storage = storage_in(tmp_path)
     first = search(TINY, Budget(macs=1e9), "s", storage, device="cpu")
-    study = optuna.load_study(study_name="s", storage=storage)
-    points = trained_points(study)
-    assert len(points) == len(TINY.candidates()) == len(set(points)) == 6
+    assert completed("s", storage) == expected(TINY) and len(expected(TINY)) == 6
     assert first.best is not None and first.best.kind == "compound"
     assert first.fit is not None and first.fit.macs <= 1e9
     assert json.loads((tmp_path / "best.json").read_text())["resolution"] == first.fit.spec.resolution
+    trials = len(optuna.load_study(study_name="s", storage=storage).get_trials())
     again = search(TINY, Budget(macs=1e9), "s", storage, device="cpu")
-    assert len(optuna.load_study(study_name="s", storage=storage).get_trials()) == len(study.get_trials())
+    assert len(optuna.load_study(study_name="s", storage=storage).get_trials()) == trials
     assert again.best == first.best and again.fit.phi == first.fit.phi
+
+
+@pytest.mark.slow
+def test_each_trial_records_its_network_and_training(tmp_path):
+    result = search(TINY, None, "s", storage_in(tmp_path), device="cpu")
+    by_kind = {t.kind: t for t in result.trials}
+    assert by_kind["baseline"].flops_ratio == 1.0 and by_kind["resolution"].resolution == 48
+    for t in result.trials:
+        assert t.params > 0 and t.macs > 0 and t.activations > 0 and len(t.top1_per_epoch) == TINY.epochs
+        assert t.top1 == t.top1_per_epoch[-1]
+    # The depth-only reference doubles every stage's blocks: FLOPs grow by less than 2x (the stem and head stay).
+    assert 1.5 < by_kind["depth"].flops_ratio < 2.0
+
+
+@pytest.mark.slow
+def test_candidates_that_round_to_one_network_are_trained_once(tmp_path):
+    """On this shallow proxy alpha 1.1 and 1.2 give the same network (ceil rounding of one-block stages)."""
+    result = search(TINY, None, "s", storage_in(tmp_path), device="cpu")
+    first, second = [t for t in result.trials if t.kind == "compound"]
+    assert (first.params, first.macs, first.resolution) == (second.params, second.macs, second.resolution)
+    assert second.same_network_as == first.number and second.top1 == first.top1
+    assert first.same_network_as is None and first.wall_seconds > 0
 
 
 @pytest.mark.slow
 def test_an_interrupted_trial_is_trained_again_on_resume(tmp_path, monkeypatch):
     """Ctrl-C during the third training: that trial is recorded as interrupted and the next run trains it."""
-    import scaler.search as module
-
     original, calls = module.train, []
 
     def interrupted_third(*args, **kwargs):
@@ -60,58 +112,172 @@ def test_an_interrupted_trial_is_trained_again_on_resume(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         search(TINY, None, "s", storage, device="cpu")
     monkeypatch.setattr(module, "train", original)
-    study = optuna.load_study(study_name="s", storage=storage)
-    assert len(trained_points(study)) == 2
+    assert len(completed("s", storage)) == 2
     search(TINY, None, "s", storage, device="cpu")
+    assert completed("s", storage) == expected(TINY)
     study = optuna.load_study(study_name="s", storage=storage)
-    assert len(trained_points(study)) == len(TINY.candidates())
     failed = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.FAIL]
     assert len(failed) == 1 and failed[0].user_attrs["failure"] == "interrupted"
 
 
-@pytest.mark.slow
-def test_a_failing_trial_is_recorded_and_passed_over(tmp_path, monkeypatch):
-    import scaler.search as module
-
+def inject(monkeypatch, error, on_call=2):
+    """Make the `on_call`-th training raise `error` (the depth-only reference: it is queued second)."""
     original, calls = module.train, []
 
-    def fail_on_depth(network, *args, **kwargs):
+    def failing(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:  # queued second: the depth-only reference
-            raise TrainingFailed("RuntimeError: injected")
-        return original(network, *args, **kwargs)
+        if len(calls) == on_call:
+            raise error
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(module, "train", fail_on_depth)
+    monkeypatch.setattr(module, "train", failing)
+    return original
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("error", [OutOfMemory("out of memory at batch size 32: injected"),
+                                   NonFiniteLoss("loss became nan in epoch 1, step 3")])
+def test_a_candidate_that_fails_by_itself_is_recorded_and_not_retrained(tmp_path, monkeypatch, error):
     storage = storage_in(tmp_path)
+    original = inject(monkeypatch, error)
     result = search(TINY, None, "s", storage, device="cpu")
     failed = [t for t in result.trials if t.state == "FAIL"]
-    assert [t.kind for t in failed] == ["depth"] and failed[0].failure == "RuntimeError: injected"
+    assert [t.kind for t in failed] == ["depth"] and failed[0].failure == error.reason
     assert sum(t.state == "COMPLETE" for t in result.trials) == len(TINY.candidates()) - 1
+    monkeypatch.setattr(module, "train", original)
+    again = search(TINY, None, "s", storage, device="cpu")
+    assert again.trials == result.trials
 
 
-def test_other_settings_are_refused(tmp_path):
+@pytest.mark.slow
+def test_an_unexpected_training_error_is_passed_over_then_tried_again_by_the_next_run(tmp_path, monkeypatch):
     storage = storage_in(tmp_path)
-    prepare_study(TINY, "s", storage)
-    prepare_study(TINY, "s", storage)  # the same settings join
-    with pytest.raises(ScalerError, match="made with other settings"):
-        prepare_study(replace(TINY, seed=1), "s", storage)
-    with pytest.raises(ScalerError, match="made with other settings"):
-        prepare_study(replace(TINY, step=0.05), "s", storage)
+    original = inject(monkeypatch, TrainingFailed("RuntimeError: injected"))
+    result = search(TINY, None, "s", storage, device="cpu")
+    assert [(t.kind, t.failure) for t in result.trials if t.state == "FAIL"] == [("depth", "RuntimeError: injected")]
+    monkeypatch.setattr(module, "train", original)
+    search(TINY, None, "s", storage, device="cpu")
+    assert completed("s", storage) == expected(TINY)
+
+
+def test_other_settings_are_refused_naming_what_differs(tmp_path):
+    storage = storage_in(tmp_path)
+    open_study(TINY, "s", storage)
+    open_study(TINY, "s", storage)  # the same settings join
+    open_study(replace(TINY, trials=50), "s", storage)  # trials is not a setting of the scores
+    with pytest.raises(ScalerError, match=r"made with other settings \(seed differ"):
+        open_study(replace(TINY, seed=1), "s", storage)
+    with pytest.raises(ScalerError, match=r"\(step differ"):
+        open_study(replace(TINY, step=0.05), "s", storage)
 
 
 def test_candidates_are_queued_once(tmp_path):
     storage = storage_in(tmp_path)
-    prepare_study(TINY, "s", storage)
-    study = prepare_study(TINY, "s", storage)
+    study = open_study(TINY, "s", storage)
+    assert settle(study, TINY) == len(TINY.candidates())
+    assert settle(study, TINY) == 0
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert len(waiting) == len(TINY.candidates())
 
 
+@pytest.mark.slow
+def test_a_candidate_queued_twice_is_trained_once(tmp_path):
+    """Two workers that queue the same candidate at once: the second copy is surplus, never trained or shown."""
+    storage = storage_in(tmp_path)
+    study = open_study(TINY, "s", storage)
+    settle(study, TINY)
+    first = study.get_trials(states=(optuna.trial.TrialState.WAITING,))[0]
+    study.enqueue_trial(first.params, user_attrs=first.user_attrs)
+    result = search(TINY, None, "s", storage, device="cpu")
+    assert completed("s", storage) == expected(TINY) and len(result.trials) == len(TINY.candidates())
+    surplus = [t for t in optuna.load_study(study_name="s", storage=storage).get_trials()
+               if t.user_attrs.get("failure_kind") == "surplus"]
+    assert len(surplus) == 1 and surplus[0].state.name == "FAIL"
+
+
 def test_report_of_an_untrained_study_has_no_winner(tmp_path):
     storage = storage_in(tmp_path)
-    prepare_study(TINY, "s", storage)
-    result = report("s", storage, Budget(macs=1e9), TINY)
-    assert result.best is None and result.fit is None
+    settle(open_study(TINY, "s", storage), TINY)
+    result = report("s", storage, Budget(macs=1e9))
+    assert result.best is None and result.fit is None and result.recipe == TINY
+
+
+@pytest.mark.slow
+def test_tpe_proposes_feasible_candidates_and_resumes_to_more_trials(tmp_path):
+    storage = storage_in(tmp_path)
+    recipe = replace(TINY, sampler="tpe", trials=3, alpha_range=(1.0, 1.4), beta_range=(1.0, 1.4))
+    result = search(recipe, None, "t", storage, device="cpu")
+    proposed = [t for t in result.trials if t.kind == "compound"]
+    # A repeat of a trained candidate takes its score untrained and is not listed twice: at most 3 are listed.
+    assert 1 <= len(proposed) <= 3 and len(result.trials) == len(proposed) + 4
+    for t in proposed:
+        assert 1.0 <= t.alpha <= 1.4 and 1.0 <= t.beta <= 1.4 and t.gamma >= 1
+        assert round(t.alpha, 2) == t.alpha and round(t.beta, 2) == t.beta
+        assert t.alpha * t.beta**2 * t.gamma**2 == pytest.approx(2.0)
+    study = optuna.load_study(study_name="t", storage=storage)
+    assert module._proposed(study) == 3
+    search(recipe, None, "t", storage, device="cpu")
+    assert module._proposed(optuna.load_study(study_name="t", storage=storage)) == 3
+    search(replace(recipe, trials=5), None, "t", storage, device="cpu")
+    assert module._proposed(optuna.load_study(study_name="t", storage=storage)) == 5
+    keys = completed("t", storage)
+    assert len(keys) == len(set(keys))
+
+
+@pytest.mark.slow
+def test_prune_stops_candidates_below_the_median(tmp_path, monkeypatch):
+    """Compound candidates that report chance-level top-1 are pruned once past the pruner's warm-up."""
+    original = module.train
+
+    def poor_compound(network, *args, on_epoch=None, **kwargs):
+        poor = network.stages[0].repeats > 1  # every compound candidate of TEN has alpha > 1: two-block stage 1
+
+        def report_epoch(epoch, top1):
+            on_epoch(epoch, 0.0 if poor else top1 + 0.5)
+
+        return original(network, *args, on_epoch=report_epoch, **kwargs)
+
+    monkeypatch.setattr(module, "train", poor_compound)
+    storage = storage_in(tmp_path)
+    recipe = replace(TEN, epochs=2)
+    result = search(recipe, None, "p", storage, device="cpu", prune=True)
+    states = {t.kind: t.state for t in result.trials if t.kind != "compound"}
+    assert set(states.values()) == {"COMPLETE"}  # references are never pruned
+    pruned = [t for t in result.trials if t.state == "PRUNED"]
+    assert pruned and all(t.kind == "compound" and t.failure == "pruned after epoch 2" for t in pruned)
+    assert len(search(recipe, None, "p", storage, device="cpu", prune=True).trials) == len(result.trials)
+
+
+def test_a_recipe_file_sets_every_field_and_names_its_errors(tmp_path):
+    path = write_recipe(tmp_path / "r.toml", TEN, seed=3, sampler="tpe", trials=7)
+    assert load_recipe(path) == replace(TEN, seed=3, sampler="tpe", trials=7)
+    (tmp_path / "part.toml").write_text('data = "synthetic"\nepochs = 2\n')
+    assert load_recipe(tmp_path / "part.toml") == replace(Recipe(), epochs=2)
+    cases = {
+        'epochs = "two"': "epochs: expected an integer",
+        "epoch = 2": "unknown key 'epoch'",
+        "alpha_range = [1.0]": "alpha range: expected [low, high]",
+        "alpha_range = [1.3, 1.1]": "alpha range end",
+        "proxy_width = -1": "proxy width",
+        'sampler = "random"': "sampler: must be one of grid, tpe",
+        "epochs = ": "not valid TOML",
+        "seed = true": "seed: expected an integer",
+    }
+    for text, message in cases.items():
+        (tmp_path / "bad.toml").write_text(text + "\n")
+        with pytest.raises(ScalerError, match=message.replace("[", r"\[").replace("(", r"\(")):
+            load_recipe(tmp_path / "bad.toml")
+    with pytest.raises(ScalerError, match="cannot read"):
+        load_recipe(tmp_path / "missing.toml")
+
+
+def test_the_shipped_recipes_load():
+    from pathlib import Path
+
+    folder = Path(__file__).parents[1] / "studies"
+    assert load_recipe(folder / "default.toml") == Recipe()
+    cifar = load_recipe(folder / "cifar10.toml")
+    assert cifar.data.startswith("cifar10:")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -119,31 +285,169 @@ def test_report_of_an_untrained_study_has_no_winner(tmp_path):
     (["--budget-gflops", "-4"], "macs"),
     (["--budget-gflops", "nan"], "macs"),
     (["--budget-gflops", "x"], "--budget-gflops"),
+    (["--budget-params", "0"], "params"),
+    (["--budget-memory-gb", "-1"], "memory"),
+    (["--budget-latency-ms", "0"], "latency"),
+    (["--budget-gflops", "0.0001"], "smallest"),
     (["--data", "nope"], "unknown kind"),
+    (["--data", "cifar10:/no/such/folder"], "not a folder"),
     (["--storage", "redis://nowhere"], "not a storage URL"),
+    (["--storage", "postgresql://postgres@127.0.0.1:1/none"], "cannot open"),
     (["--epochs", "0"], "epochs"),
     (["--device", "cuda:9"], "cuda:9"),
     (["--proxy-width", "0"], "proxy width"),
     (["--proxy-resolution", "-8"], "proxy resolution"),
+    (["--workers", "0"], "workers: must be at least 1"),
+    (["--workers", "2"], "cannot share SQLite"),
+    (["--sampler", "random"], "--sampler"),
+    (["--trials", "0"], "trials"),
+    (["--baseline", "nope"], "nope"),
+    (["--recipe", "missing.toml"], "cannot read"),
+    (["--recipe", "x.toml", "--quick"], "--quick and --recipe"),
 ])
 def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
+    quick = [] if "--recipe" in args else ["--quick"]
     with pytest.raises(SystemExit) as exit_info:
-        main(["search", "--quick", *args])
+        main(["search", *quick, *args])
     err = capsys.readouterr().err
-    lines = [line for line in err.strip().splitlines() if not line.startswith("study:")]
+    lines = [line for line in err.strip().splitlines() if not line.startswith("study ")]
     assert exit_info.value.code == 2 and len(lines) == 1 and message in lines[0], err
+
+
+def test_a_recipe_with_an_error_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.toml").write_text("epochs = 0\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--recipe", "r.toml"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == "scaler: error: recipe r.toml: epochs: must be at least 1, got 0"
 
 
 @pytest.mark.slow
 def test_quick_search_command_end_to_end(tmp_path):
     # The default device, auto, is the CPU here.
-    result = subprocess.run([sys.executable, "-m", "scaler", "search", "--quick", "--budget-gflops", "4", "--json"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    result = run_scaler("search", "--quick", "--budget-gflops", "4", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout)
     assert {"best", "phi", "final", "trials"} <= set(out)
     assert out["final"]["macs"] <= 4e9 and out["phi"] > 0
     assert len(out["trials"]) == len(QUICK.candidates()) >= 3 + 4
     assert (tmp_path / "studies" / "quick.db").exists() and (tmp_path / "studies" / "best.json").exists()
-    assert "trial 1/" in result.stderr
+    assert "trial 1/" in result.stderr and "ETA" in result.stderr
+    listed = json.loads(run_scaler("studies", "--json", cwd=tmp_path).stdout)
+    assert [(s["name"], s["complete"], s["total"]) for s in listed] == [("quick", len(out["trials"]),
+                                                                          len(out["trials"]))]
+    shown = run_scaler("studies", "show", "quick", cwd=tmp_path)
+    assert shown.returncode == 0 and "resolution" in shown.stdout and "best: alpha=" in shown.stdout
+
+
+def test_studies_show_of_an_unknown_study_is_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["studies", "show", "nope"])
+    assert exit_info.value.code == 2 and "study 'nope' not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["studies", "--storage", "sqlite:///missing.db"])
+    assert exit_info.value.code == 2 and "missing.db does not exist" in capsys.readouterr().err
+
+
+def wait_for(condition, timeout=240, every=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def running_after_one_complete(storage):
+    try:
+        study = optuna.load_study(study_name="k", storage=storage)
+    except KeyError:
+        return False
+    states = [t.state.name for t in study.get_trials()]
+    return "COMPLETE" in states and "RUNNING" in states
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_search_then_the_same_command_completes_every_candidate_once(tmp_path):
+    recipe = write_recipe(tmp_path / "k.toml", TEN, epochs=2)
+    storage = f"sqlite:///{tmp_path}/k.db"
+    command = ["search", "--recipe", recipe, "--storage", storage, "--device", "cpu"]
+    process = subprocess.Popen([sys.executable, "-m", "scaler", *map(str, command)], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: running_after_one_complete(storage))
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    result = run_scaler(*command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert completed("k", storage) == expected(TEN)
+    lost = [r for r in records(optuna.load_study(study_name="k", storage=storage)) if r.state == "FAIL"]
+    assert len(lost) == 1 and lost[0].failure == "worker lost"
+
+
+@pytest.mark.slow
+def test_a_worker_lost_on_another_machine_is_found_by_its_heartbeat(tmp_path, monkeypatch):
+    """A worker on 'another machine' (its host name differs, so its process id means nothing here) is killed
+    mid-trial; once its heartbeat is older than the grace period, its candidate is trained again."""
+    recipe = write_recipe(tmp_path / "k.toml", TEN, epochs=2)
+    storage = f"sqlite:///{tmp_path}/k.db"
+    remote = ("import socket, sys; import scaler.storage as s; s.HEARTBEAT_SECONDS = 1; s.GRACE_SECONDS = 3; "
+              "socket.gethostname = lambda: 'another-machine'; from scaler.cli import main; main(sys.argv[1:])")
+    process = subprocess.Popen([sys.executable, "-c", remote, "search", "--recipe", str(recipe), "--storage", storage,
+                                "--device", "cpu"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: running_after_one_complete(storage))
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    monkeypatch.setattr("scaler.storage.HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr("scaler.storage.GRACE_SECONDS", 3)
+    time.sleep(4)
+    search(load_recipe(recipe), None, "k", storage, device="cpu")
+    assert completed("k", storage) == expected(TEN)
+    lost = [r for r in records(optuna.load_study(study_name="k", storage=storage)) if r.state == "FAIL"]
+    assert len(lost) == 1 and lost[0].failure == "worker lost"
+
+
+@pytest.mark.slow
+def test_three_workers_on_a_journal_file_train_every_candidate_once(tmp_path):
+    recipe = write_recipe(tmp_path / "w.toml", TEN)
+    storage = str(tmp_path / "w.log")
+    result = run_scaler("search", "--recipe", recipe, "--storage", storage, "--workers", 3, "--device", "cpu",
+                        "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert completed("w", storage) == expected(TEN)
+    assert len(trainers("w", storage)) >= 2
+    assert len(json.loads(result.stdout)["trials"]) == len(TEN.candidates())
+    assert result.stderr.count("trial ") >= len(TEN.candidates())
+
+
+@pytest.mark.slow
+def test_three_machines_on_one_postgresql_study_train_every_candidate_once(tmp_path, postgres_url):
+    """Three separate `scaler search` commands (as on three machines) against one study on a real server."""
+    recipe = write_recipe(tmp_path / "pg.toml", TEN)
+    command = [sys.executable, "-m", "scaler", "search", "--recipe", str(recipe), "--storage", postgres_url,
+               "--device", "cpu"]
+    # The study is made once, first (many workers creating the schema at once can collide); then all three join.
+    settle(open_study(TEN, "pg", postgres_url), TEN)
+    processes = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=os.environ | {"OMP_NUM_THREADS": "1"}) for _ in range(3)]
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], [err[-1000:] for _, err in outputs]
+    assert completed("pg", postgres_url) == expected(TEN)
+    assert len(trainers("pg", postgres_url)) >= 2
+    listed = json.loads(run_scaler("studies", "--storage", postgres_url, "--json", cwd=tmp_path).stdout)
+    assert [(s["name"], s["complete"], s["total"]) for s in listed] == [("pg", 10, 10)]
+
+
+@pytest.mark.slow
+def test_three_workers_on_postgresql_train_every_candidate_once(tmp_path, postgres_url):
+    recipe = write_recipe(tmp_path / "pgw.toml", TEN)
+    result = run_scaler("search", "--recipe", recipe, "--storage", postgres_url, "--workers", 3, "--device", "cpu",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert completed("pgw", postgres_url) == expected(TEN)
