@@ -312,7 +312,7 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
 @click.option("--baseline", help="Baseline to scale: a name or a spec file (default efficientnet-b0).")
 @click.option("--data", help="Proxy data (default synthetic).")
 @click.option("--epochs", type=int, help="Proxy epochs per candidate.")
-@click.option("--proxy-resolution", type=int, help="Proxy training resolution in pixels (default 64).")
+@click.option("--proxy-resolution", type=int, help="Proxy training resolution in pixels (default 48).")
 @click.option("--proxy-width", type=float, help="Shrink the baseline's width for scoring (default 0.5).")
 @click.option("--proxy-depth", type=float, help="Shrink the baseline's depth for scoring (default 0.5).")
 @click.option("--batch-size", "-b", type=int, help="Proxy batch size (and the memory and latency budgets').")

@@ -69,7 +69,7 @@ class Recipe:
     baseline: str = "efficientnet-b0"
     data: str = "synthetic"
     epochs: int = 4
-    proxy_resolution: int = 64
+    proxy_resolution: int = 48  # below the synthetic set's native 64 px, so resolution scaling can add detail
     proxy_width: float = 0.5
     proxy_depth: float = 0.5
     batch_size: int = 64
