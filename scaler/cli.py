@@ -13,14 +13,16 @@ import click
 import optuna
 
 from scaler.baselines import baseline_names, get_baseline, resolve_spec
-from scaler.errors import ScalerError
+from scaler.errors import ScalerError, check_number
 from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, Estimate, estimate
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound, multipliers
 from scaler.spec import Spec, save_spec, to_dict
 from scaler.budget import Budget
 from scaler.search import (QUICK, SAMPLERS, Recipe, WorkerFailed, list_studies, load_recipe, recipe_from_dict,
                            report, search)
-from scaler.storage import find_study
+from scaler.plot import DEFAULT_RULES, check_output, plot_family, plot_study
+from scaler.report import stage_table, write_report
+from scaler.storage import find_study, storage_folder
 from scaler.train import NONFINITE_CHECK_EVERY, TrainingError, train
 
 FLOPS_NOTE = "FLOPs are multiply-adds of conv and linear layers, per image, as in the EfficientNet paper."
@@ -53,17 +55,7 @@ def _emit_json(data) -> None:
 
 
 def _spec_table(spec: Spec) -> str:
-    e = estimate(spec)
-    stem = {"resnet": "conv+maxpool", "convnext": "patchify"}.get(spec.family, "conv")
-    rows = [["stem", stem, 1, spec.stem.channels, spec.stem.stride, spec.stem.kernel, "-", "-",
-             "x".join(map(str, e.parts[0].output_shape[1:]))]]
-    for i, (stage, part) in enumerate(zip(spec.stages, e.parts[1:-1])):
-        rows.append([f"stage {i + 1}", stage.block, stage.repeats, stage.channels, stage.stride, stage.kernel,
-                     f"{stage.expansion:g}", f"{stage.se_ratio:g}", "x".join(map(str, part.output_shape[1:]))])
-    if spec.head.channels:
-        rows.append(["head", "conv 1x1", 1, spec.head.channels, 1, 1, "-", "-", rows[-1][-1]])
-    header = ["part", "block", "repeats", "channels", "stride", "kernel", "expansion", "se", "output"]
-    return _table(header, rows)
+    return _table(*stage_table(spec))
 
 
 def _settings_line(spec: Spec) -> str:
@@ -302,11 +294,22 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
                f"{_mib(result.peak_memory_bytes)} ({result.peak_memory_kind})")
 
 
+def budget_options(command):
+    """The four budget options, shared by every command that fits phi to a budget."""
+    options = [
+        click.option("--budget-gflops", type=float, help="Fit phi to this many GFLOPs (multiply-adds) per image."),
+        click.option("--budget-params", type=float, help="Fit phi to at most this many parameters."),
+        click.option("--budget-memory-gb", type=float,
+                     help="Fit phi to this peak training memory (GB, 10^9 bytes) at --batch-size."),
+        click.option("--budget-latency-ms", type=float, help="Fit phi to this forward latency, measured on --device."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command(name="search")
-@click.option("--budget-gflops", type=float, help="Fit phi to this many GFLOPs (multiply-adds) per image.")
-@click.option("--budget-params", type=float, help="Fit phi to at most this many parameters.")
-@click.option("--budget-memory-gb", type=float, help="Fit phi to this peak training memory (GB, 10^9 bytes).")
-@click.option("--budget-latency-ms", type=float, help="Fit phi to this forward latency, measured on --device.")
+@budget_options
 @click.option("--quick", is_flag=True, help="A tiny proxy and grid: the whole command in minutes on a CPU.")
 @click.option("--recipe", type=click.Path(dir_okay=False), help="Study recipe (TOML); options given here override it.")
 @click.option("--baseline", help="Baseline to scale: a name or a spec file (default efficientnet-b0).")
@@ -322,6 +325,8 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
 @click.option("--sampler", type=click.Choice(SAMPLERS), help="grid (default) or tpe (a continuous search).")
 @click.option("--trials", type=int, help="With --sampler tpe: how many candidates TPE proposes (default 20).")
 @click.option("--prune", is_flag=True, help="Stop candidates whose top-1 falls below the median (Optuna pruner).")
+@click.option("--validate-phi", "validate_phi", help="After the search, train the found family at these phis "
+              "(e.g. 0,1,2) and single-dimension scaling at the same FLOPs, into the study.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Worker processes here (one per GPU in turn); more than 1 needs a journal file or PostgreSQL.")
 @click.option("--study-name", default=None, help="Study name (default: 'quick' or 'default').")
@@ -330,7 +335,7 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, recipe, baseline, data,
                    epochs, proxy_resolution, proxy_width, proxy_depth, batch_size, train_size, val_size, seed,
-                   sampler, trials, prune, workers, study_name, storage, device, as_json) -> None:
+                   sampler, trials, prune, validate_phi, workers, study_name, storage, device, as_json) -> None:
     """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
     Running the same command again resumes the study: nothing completed is trained again. Several machines
@@ -345,10 +350,7 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
                "proxy_width": proxy_width, "proxy_depth": proxy_depth, "batch_size": batch_size,
                "train_size": train_size, "val_size": val_size, "seed": seed, "sampler": sampler, "trials": trials}
     settings = recipe_from_dict({k: v for k, v in changes.items() if v is not None}, settings, "options")
-    limits = {"macs": budget_gflops and budget_gflops * 1e9, "params": budget_params,
-              "memory_bytes": budget_memory_gb and budget_memory_gb * 1e9, "latency_ms": budget_latency_ms}
-    given = {k: v for k, v in limits.items() if v is not None}
-    budget = Budget(**given, batch_size=settings.batch_size, device=device) if given else None
+    budget = _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, settings.batch_size, device)
     name = study_name or (Path(recipe).stem if recipe else "quick" if quick else "default")
     started, ended_here = time.monotonic(), []
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress lines below say what happens
@@ -361,7 +363,9 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
                    f"gamma={record.gamma:.3f}  {top1}  ETA {_duration(eta)}", err=True)
 
     click.echo(f"study {name}: {settings.total()} candidates, {workers} worker{'s' * (workers > 1)}", err=True)
-    result = search(settings, budget, name, storage, device, progress, workers=workers, prune=prune)
+    phis = _numbers("--validate-phi", validate_phi) if validate_phi else ()
+    result = search(settings, budget, name, storage, device, progress, workers=workers, prune=prune,
+                    validate_phis=phis)
     if as_json:
         _emit_json(result.to_dict())
         return
@@ -377,6 +381,21 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
         click.echo(_spec_table(f.spec))
         click.echo(f"wrote {result.spec_path}")
     click.echo(FLOPS_NOTE)
+
+
+def _numbers(option: str, text: str) -> tuple[float, ...]:
+    """'0,1,2' -> (0.0, 1.0, 2.0); anything else is one error naming the option."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ScalerError(f"{option}: expected numbers separated by commas, got {text!r}") from None
+
+
+def _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, batch_size, device) -> Budget | None:
+    limits = {"macs": budget_gflops and budget_gflops * 1e9, "params": budget_params,
+              "memory_bytes": budget_memory_gb and budget_memory_gb * 1e9, "latency_ms": budget_latency_ms}
+    given = {k: v for k, v in limits.items() if v is not None}
+    return Budget(**given, batch_size=batch_size, device=device) if given else None
 
 
 def _trials_table(trials) -> str:
@@ -440,6 +459,107 @@ def studies_show(name, storage, as_json) -> None:
     if result.best is not None:
         b = result.best
         click.echo(f"best: alpha={b.alpha:g} beta={b.beta:g} gamma={b.gamma:.4f} top-1 {b.top1:.3f}")
+
+
+@cli.command(name="plot")
+@click.argument("study", required=False)
+@click.option("--family", is_flag=True, help="Plot costs against phi for scaling rules (no training) instead.")
+@click.option("--storage", help="Optuna storage URL (default: the study's file in studies/).")
+@click.option("--output", "-o", help="File to write: .png, .svg or .pdf (default studies/STUDY.png, or family.png).")
+@click.option("--baseline", help="With --family: the baseline (default: the study's, or efficientnet-b0).")
+@click.option("--alpha", type=float, help="With --family: coefficients to plot (all three), instead of a study's.")
+@click.option("--beta", type=float)
+@click.option("--gamma", type=float)
+@click.option("--max-phi", type=float, default=6.0, show_default=True, help="With --family: phi from 0 to this.")
+@click.option("--batch-size", "-b", type=int, default=1, show_default=True, help="Batch size for memory figures.")
+@budget_options
+@click.option("--device", default="auto", show_default=True, help="Device for --budget-latency-ms.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plotted data as JSON.")
+def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, max_phi, batch_size, budget_gflops,
+                 budget_params, budget_memory_gb, budget_latency_ms, device, as_json) -> None:
+    """Plot a study: top-1 against FLOPs with the Pareto front, and the alpha-beta landscape.
+
+    With --family: FLOPs, params, activations and peak training memory against phi for the study's found
+    coefficients (or --alpha --beta --gamma), the paper's, and each single-dimension rule; a budget marks
+    where each rule meets it.
+
+    Example: scaler plot quick -o quick.svg
+    """
+    if not family:
+        if study is None:
+            raise ScalerError("plot: give a STUDY, or --family")
+        url = find_study(study, storage)
+        path = check_output(output or storage_folder(url) / f"{study}.png")
+        data = plot_study(report(study, url), path)
+        if as_json:
+            _emit_json({"output": str(path)} | asdict(data))
+            return
+        failed = sum(t.state == "FAIL" for t in data.unscored)
+        pruned = sum(t.state == "PRUNED" for t in data.unscored)
+        click.echo(f"wrote {path}: {len(data.scored)} trials plotted, {len(data.pareto)} on the Pareto front; "
+                   f"{failed} failed and {pruned} pruned not plotted")
+        return
+    given = [v for v in (alpha, beta, gamma) if v is not None]
+    if given and (study or len(given) < 3):
+        raise ScalerError("plot --family: give --alpha, --beta and --gamma together, or a STUDY, not both")
+    rules = {}
+    if study:
+        result = report(study, find_study(study, storage))
+        if result.best is None:
+            raise ScalerError(f"plot --family: study {study!r} has no scored compound candidate yet")
+        b = result.best
+        rules[f"found ({b.alpha:g}, {b.beta:g}, {b.gamma:.3f})"] = (b.alpha, b.beta, b.gamma)
+        baseline = baseline or result.recipe.baseline
+    elif given:
+        rules[f"given ({alpha:g}, {beta:g}, {gamma:g})"] = (alpha, beta, gamma)
+    check_number("--max-phi", max_phi, 0, 12, above_low=True)
+    path = check_output(output or "family.png")
+    budget = _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, batch_size, device)
+    phis = tuple(i / 4 for i in range(int(max_phi * 4) + 1))
+    curves = plot_family(baseline or "efficientnet-b0", path, rules | DEFAULT_RULES, phis, batch_size, budget)
+    if as_json:
+        _emit_json({"output": str(path), "curves": [asdict(c) for c in curves]})
+        return
+    rows = [[c.label, f"{c.alpha:g}", f"{c.beta:g}", f"{c.gamma:.3f}", f"{c.macs[-1] / 1e9:.2f} G",
+             f"{c.params[-1]:,}", "-" if c.budget_phi is None else f"{c.budget_phi:.2f}"] for c in curves]
+    click.echo(_table(["rule", "alpha", "beta", "gamma", f"FLOPs at phi {phis[-1]:g}", f"params at phi {phis[-1]:g}",
+                       "phi within budget"], rows))
+    click.echo(f"wrote {path}")
+    click.echo(FLOPS_NOTE)
+
+
+@cli.command(name="report")
+@click.argument("study")
+@click.option("--storage", help="Optuna storage URL (default: the study's file in studies/).")
+@click.option("--output", "-o", help="Folder for report.md and its figures (default studies/STUDY-report).")
+@budget_options
+@click.option("--batch-size", "-b", type=int, help="Batch size for the memory budget (default: the study's).")
+@click.option("--device", default="auto", show_default=True, help="Device for --budget-latency-ms.")
+def report_command(study, storage, output, budget_gflops, budget_params, budget_memory_gb, budget_latency_ms,
+                   batch_size, device) -> None:
+    """Write a self-contained Markdown report of a study, its figures beside it.
+
+    Example: scaler report quick --budget-gflops 4
+    """
+    url = find_study(study, storage)
+    recipe = report(study, url).recipe
+    budget = _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms,
+                     batch_size or recipe.batch_size, device)
+    folder = Path(output) if output else storage_folder(url) / f"{study}-report"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ScalerError(f"output: cannot make {folder}: {error.strerror}") from None
+    result = report(study, url, budget)
+    figures = {"Top-1 against FLOPs": folder / "study.png"}
+    plot_study(result, figures["Top-1 against FLOPs"])
+    if result.best is not None:
+        b = result.best
+        figures["Costs against phi"] = folder / "family.png"
+        plot_family(recipe.baseline, figures["Costs against phi"],
+                    {f"found ({b.alpha:g}, {b.beta:g}, {b.gamma:.3f})": (b.alpha, b.beta, b.gamma)} | DEFAULT_RULES,
+                    batch_size=batch_size or recipe.batch_size, budget=budget)
+    click.echo(f"wrote {write_report(result, folder, figures)}")
 
 
 def main(argv: list[str] | None = None) -> None:

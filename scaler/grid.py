@@ -19,7 +19,7 @@ from scaler.estimate import estimate
 from scaler.scaling import compound
 from scaler.spec import Spec
 
-KINDS = ("compound", "baseline", "depth", "width", "resolution")
+KINDS = ("compound", "baseline", "depth", "width", "resolution", "family")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Candidate:
     beta: float
     gamma: float
     kind: str = "compound"
+    phi: float = 1.0  # the search scores phi = 1; a family validation scores other phis
 
     @property
     def nominal_flops_ratio(self) -> float:
@@ -72,6 +73,14 @@ def references(target: float = 2.0) -> tuple[Candidate, ...]:
         Candidate(1.0, root, 1.0, "width"),
         Candidate(1.0, 1.0, root, "resolution"),
     )
+
+
+def family_candidates(alpha: float, beta: float, gamma: float, phis: tuple[float, ...],
+                      target: float = 2.0) -> tuple[Candidate, ...]:
+    """The family the search found, at each phi > 0, and the single-dimension rules at the same nominal FLOPs
+    (target^phi): the curves of the EfficientNet paper's scaling figures. Phi = 0 is the baseline itself."""
+    rules = [Candidate(alpha, beta, gamma, "family")] + [c for c in references(target) if c.kind != "baseline"]
+    return tuple(Candidate(c.alpha, c.beta, c.gamma, c.kind, float(phi)) for phi in phis if phi > 0 for c in rules)
 
 
 def fingerprint(candidates: tuple[Candidate, ...], **settings) -> str:

@@ -47,7 +47,7 @@ from scaler.budget import Budget, Fit, fit_phi
 from scaler.data import load_data, parse_data
 from scaler.errors import ScalerError, check_choice, check_int, check_number, read_text
 from scaler.estimate import estimate
-from scaler.grid import Candidate, compound_grid, fingerprint, references
+from scaler.grid import Candidate, compound_grid, family_candidates, fingerprint, references
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound, scale
 from scaler.spec import Spec, save_spec, to_dict
 from scaler.storage import default_storage, is_sqlite, local_storages, open_storage, storage_folder
@@ -159,6 +159,7 @@ class TrialRecord:
     alpha: float
     beta: float
     gamma: float
+    phi: float
     top1: float | None
     top1_per_epoch: tuple[float, ...]
     resolution: int | None
@@ -201,7 +202,7 @@ class TrialFailure(Exception):
 def _key(attrs: dict) -> tuple | None:
     if "kind" not in attrs:
         return None
-    return attrs["kind"], attrs["alpha"], attrs["beta"], attrs["gamma"]
+    return attrs["kind"], attrs["alpha"], attrs["beta"], attrs["gamma"], attrs.get("phi", 1.0)
 
 
 def _hidden(trial: optuna.trial.FrozenTrial) -> bool:
@@ -217,7 +218,7 @@ def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         failure = f"pruned after epoch {len(attrs.get('top1_per_epoch', []))}"
     return TrialRecord(
         number=trial.number, state=trial.state.name, kind=attrs.get("kind", "?"), alpha=attrs.get("alpha", 0.0),
-        beta=attrs.get("beta", 0.0), gamma=attrs.get("gamma", 0.0),
+        beta=attrs.get("beta", 0.0), gamma=attrs.get("gamma", 0.0), phi=attrs.get("phi", 1.0),
         top1=trial.value if trial.state == TrialState.COMPLETE else None,
         top1_per_epoch=tuple(attrs.get("top1_per_epoch") or ()), resolution=attrs.get("resolution"),
         flops_ratio=attrs.get("flops_ratio"),
@@ -293,9 +294,10 @@ def _settled_keys(study: optuna.Study, settled_failures: tuple[str, ...] = SETTL
     return keys
 
 
-def settle(study: optuna.Study, recipe: Recipe, retry_errors: bool = False) -> int:
-    """Fail the trials whose worker is gone, then queue every candidate that is neither finished nor pending.
-    `retry_errors` also queues candidates whose training raised an unexpected error (once per command).
+def settle(study: optuna.Study, recipe: Recipe, retry_errors: bool = False, extra: tuple[Candidate, ...] = ()) -> int:
+    """Fail the trials whose worker is gone, then queue every candidate (the recipe's and `extra`) that is neither
+    finished nor pending. `retry_errors` also queues candidates whose training raised an unexpected error (once
+    per command).
     Returns how many candidates were queued."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -305,13 +307,13 @@ def settle(study: optuna.Study, recipe: Recipe, retry_errors: bool = False) -> i
             study.tell(trial.number, state=TrialState.FAIL)
     settled = _settled_keys(study, FINAL_FAILURES if retry_errors else SETTLED_FAILURES)
     wanted = {}
-    for c in recipe.candidates():
-        wanted.setdefault(_key(asdict(c)), {"kind": c.kind, "alpha": c.alpha, "beta": c.beta, "gamma": c.gamma})
+    for c in recipe.candidates() + tuple(extra):
+        wanted.setdefault(_key(asdict(c)), asdict(c))
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         key = _key(trial.user_attrs)
         if key is not None and not _hidden(trial):
-            wanted.setdefault(key, {k: trial.user_attrs[k] for k in ("kind", "alpha", "beta", "gamma", "sampled")
-                                    if k in trial.user_attrs})
+            wanted.setdefault(key, {k: trial.user_attrs[k] for k in ("kind", "alpha", "beta", "gamma", "phi",
+                                                                     "sampled") if k in trial.user_attrs})
     queued = 0
     for key, attrs in wanted.items():
         if key not in settled:
@@ -413,17 +415,18 @@ class _Objective:
                 return other.value
             trial.set_user_attr("failure_kind", "surplus")
             raise TrialFailure(f"surplus: trial {other.number} has this candidate")
-        return self._train(trial, Candidate(attrs["alpha"], attrs["beta"], attrs["gamma"], attrs["kind"]))
+        return self._train(trial, Candidate(attrs["alpha"], attrs["beta"], attrs["gamma"], attrs["kind"],
+                                            attrs.get("phi", 1.0)))
 
     def _train(self, trial: optuna.Trial, candidate: Candidate) -> float:
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(self.device)})
         if candidate.kind == "baseline":
             network = self.proxy
         else:
-            network = compound(self.proxy, candidate.alpha, candidate.beta, candidate.gamma, 1.0)
+            network = compound(self.proxy, candidate.alpha, candidate.beta, candidate.gamma, candidate.phi)
         cost = estimate(network)
         trial.set_user_attr("flops_ratio", cost.macs / self.base_macs)
-        trial.set_user_attr("nominal_flops_ratio", candidate.nominal_flops_ratio)
+        trial.set_user_attr("nominal_flops_ratio", candidate.nominal_flops_ratio ** candidate.phi)
         trial.set_user_attr("params", cost.params)
         trial.set_user_attr("macs", cost.macs)
         trial.set_user_attr("activations", cost.activations)
@@ -466,7 +469,7 @@ Progress = Callable[[TrialRecord, int, int], None]  # (the trial that ended, can
 def _report_progress(study: optuna.Study, trial: optuna.trial.FrozenTrial, on_trial: Progress | None) -> None:
     if on_trial is None or _hidden(trial) or not _key(trial.user_attrs):
         return
-    on_trial(_record(trial), len(_settled_keys(study, pending=False)), stored_recipe(study).total())
+    on_trial(_record(trial), len(_settled_keys(study, pending=False)), study_total(study))
 
 
 def work(study: optuna.Study, recipe: Recipe, device: torch.device, prune: bool = False,
@@ -554,9 +557,13 @@ def search(
     on_trial: Progress | None = None,
     workers: int = 1,
     prune: bool = False,
+    validate_phis: tuple[float, ...] = (),
 ) -> SearchResult:
     """Train every candidate of the study not yet trained, with `workers` processes, then fit phi to `budget`
     with the best compound candidate. A finished study is reported, not retrained.
+
+    `validate_phis`: then train the found family at those phis on the proxy, and depth-, width- and
+    resolution-only scaling at the same nominal FLOPs, into the same study (the paper's scaling curves).
 
     `on_trial(record, done, total)` is called as each trial ends (progress). Several machines may run this against one
     PostgreSQL study at once; each trains what is left.
@@ -573,13 +580,35 @@ def search(
         fit_phi(recipe.baseline, budget, PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA)
     else:
         resolve_spec(recipe.baseline)
+    for phi in validate_phis:
+        check_number("validate phi", phi, 0, 8)
     study = open_study(recipe, study_name, storage, prune=prune)
     settle(study, recipe, retry_errors=True)
-    if workers == 1:
-        work(study, recipe, devices[0], prune, on_trial)
-    else:
-        _run_workers(recipe, study_name, storage, devices, prune, on_trial)
+
+    def train_what_is_queued() -> None:
+        if workers == 1:
+            work(study, recipe, devices[0], prune, on_trial)
+        else:
+            _run_workers(recipe, study_name, storage, devices, prune, on_trial)
+
+    train_what_is_queued()
+    best = report(study_name, storage).best
+    if validate_phis and best is not None:
+        phis = sorted({float(phi) for phi in validate_phis})
+        study.set_user_attr("family", {"alpha": best.alpha, "beta": best.beta, "gamma": best.gamma, "phis": phis})
+        settle(study, recipe, extra=family_candidates(best.alpha, best.beta, best.gamma, tuple(phis)))
+        train_what_is_queued()
     return report(study_name, storage, budget)
+
+
+def study_total(study: optuna.Study) -> int:
+    """How many candidates the study scores: its recipe's, and the family validation's once queued."""
+    family = study.user_attrs.get("family")
+    validation = family_candidates(family["alpha"], family["beta"], family["gamma"], tuple(family["phis"])) \
+        if family else ()
+    recipe = stored_recipe(study)
+    extra = {_key(asdict(c)) for c in validation} - {_key(asdict(c)) for c in recipe.candidates()}
+    return recipe.total() + len(extra)  # the validation at phi = 1 repeats the references
 
 
 def stored_recipe(study: optuna.Study) -> Recipe:
@@ -633,8 +662,7 @@ def list_studies(storage: str | None = None) -> list[StudySummary]:
             best = max((t for t in trials if t.kind == "compound" and t.top1 is not None), key=lambda t: t.top1,
                        default=None)
             try:
-                recipe = stored_recipe(study)
-                sampler, total = recipe.sampler, recipe.total()
+                sampler, total = stored_recipe(study).sampler, study_total(study)
             except ScalerError:
                 sampler, total = "?", len(trials)  # a study scaler did not make, or an older version's
             summaries.append(StudySummary(name, url, sampler, total, states.count("COMPLETE"), states.count("FAIL"),

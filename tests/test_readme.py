@@ -19,7 +19,7 @@ def run_scaler(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_readme_documents_every_command():
-    for command in ("baselines", "show", "estimate", "scale", "train", "search", "studies"):
+    for command in ("baselines", "show", "estimate", "scale", "train", "search", "studies", "plot", "report"):
         assert f"### `scaler {command}" in TEXT
 
 

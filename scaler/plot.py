@@ -1,0 +1,241 @@
+"""Pictures of a study and of a scaling family: accuracy against FLOPs (the EfficientNet paper's argument) and
+the costs of a family against phi.
+
+Each figure is drawn from a plain data value that the tests compare with the study (`study_plot_data`,
+`family_data`), never from pixels. Figures are matplotlib `Figure`s (no pyplot, no global state), written as
+PNG, SVG or PDF by the file's suffix. FLOPs are multiply-adds of conv and linear layers, per image.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from scaler.baselines import resolve_spec
+from scaler.budget import Budget, fit_phi
+from scaler.errors import ScalerError
+from scaler.estimate import estimate
+from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound
+from scaler.search import SearchResult, TrialRecord
+
+FORMATS = (".png", ".svg", ".pdf")
+FLOPS_AXIS = "FLOPs per image (multiply-adds, millions)"
+# How each kind of trial is drawn: (label, marker, colour).
+STYLE = {
+    "compound": ("compound (grid)", "o", "tab:blue"),
+    "baseline": ("baseline", "*", "black"),
+    "depth": ("depth only", "s", "tab:orange"),
+    "width": ("width only", "^", "tab:green"),
+    "resolution": ("resolution only", "D", "tab:red"),
+    "family": ("found family", "P", "tab:purple"),
+}
+# The paper's coefficients, and the single-dimension rules at the same nominal FLOPs (2x per unit of phi).
+DEFAULT_RULES = {"paper (1.2, 1.1, 1.15)": (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA), "depth only": (2.0, 1.0, 1.0),
+                 "width only": (1.0, math.sqrt(2), 1.0), "resolution only": (1.0, 1.0, math.sqrt(2))}
+# The same colour for a rule in every figure: the single-dimension rules as in the study figure.
+RULE_COLOURS = {"paper (1.2, 1.1, 1.15)": "tab:blue", "depth only": STYLE["depth"][2],
+                "width only": STYLE["width"][2], "resolution only": STYLE["resolution"][2]}
+
+
+def check_output(path: str | Path) -> Path:
+    """An output file with a known suffix in a folder that exists and can be written, before any work."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise ScalerError(f"output: {path} must end in {', '.join(FORMATS)}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ScalerError(f"output: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ScalerError(f"output: cannot write {path}: permission denied")
+    return path
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    try:
+        figure.savefig(path, format=path.suffix[1:].lower(), bbox_inches="tight", dpi=150)
+    except OSError as error:
+        raise ScalerError(f"output: cannot write {path}: {error.strerror}") from None
+    return path
+
+
+@dataclass(frozen=True)
+class StudyPlot:
+    """What the study figure shows: every trial (by state), the Pareto front, the chosen candidate, and the
+    alpha-beta landscape of the compound candidates."""
+
+    study_name: str
+    trials: tuple[TrialRecord, ...]  # every trial that scores a candidate, failed and pruned included
+    scored: tuple[TrialRecord, ...]  # those with a top-1 and FLOPs: the points of the accuracy panel
+    pareto: tuple[int, ...]  # trial numbers on the front (no other trial has more top-1 for no more FLOPs)
+    chosen: int | None
+    landscape: tuple[tuple[float, float, float, float], ...]  # (alpha, beta, gamma, top-1) of compound trials
+    unscored: tuple[TrialRecord, ...]  # failed, pruned, running or waiting: listed, not plotted as points
+    # With a family validation (--validate-phi): per rule, (phi, MACs, top-1) from phi = 0 (the baseline) up.
+    curves: tuple[tuple[str, tuple[tuple[float, int, float], ...]], ...] = ()
+
+
+def pareto_front(points: list[tuple[int, float, float]]) -> tuple[int, ...]:
+    """Numbers of the (number, cost, score) points that no other point beats: less or equal cost and more score,
+    or less cost and equal score. In order of cost."""
+    front, best = [], -math.inf
+    for number, _, score in sorted(points, key=lambda p: (p[1], -p[2])):
+        if score > best:
+            front.append(number)
+            best = score
+    return tuple(front)
+
+
+def study_plot_data(result: SearchResult) -> StudyPlot:
+    scored = tuple(t for t in result.trials if t.top1 is not None and t.macs is not None)
+    landscape = tuple((t.alpha, t.beta, t.gamma, t.top1) for t in scored if t.kind == "compound")
+    curves = []
+    if any(t.kind == "family" for t in scored):
+        start = [(0.0, t.macs, t.top1) for t in scored if t.kind == "baseline"]
+        for kind in ("family", "depth", "width", "resolution"):
+            points = sorted(start + [(t.phi, t.macs, t.top1) for t in scored if t.kind == kind])
+            curves.append((STYLE[kind][0], tuple(points)))
+    return StudyPlot(
+        study_name=result.study_name, trials=result.trials, scored=scored,
+        pareto=pareto_front([(t.number, t.macs, t.top1) for t in scored]),
+        chosen=None if result.best is None else result.best.number, landscape=landscape,
+        unscored=tuple(t for t in result.trials if t.top1 is None), curves=tuple(curves),
+    )
+
+
+def draw_study(data: StudyPlot) -> Figure:
+    figure = Figure(figsize=(13, 5.2))
+    ax, land = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
+    by_number = {t.number: t for t in data.scored}
+    for kind, (label, marker, colour) in STYLE.items():
+        points = [t for t in data.scored if t.kind == kind]
+        if points:
+            ax.scatter([t.macs / 1e6 for t in points], [t.top1 for t in points], marker=marker, color=colour,
+                       s=90 if kind != "compound" else 40, label=label, zorder=3, edgecolors="white", linewidths=0.5)
+    colours = {label: colour for label, _, colour in STYLE.values()}
+    for label, points in data.curves:
+        ax.plot([macs / 1e6 for _, macs, _ in points], [top1 for _, _, top1 in points], color=colours[label],
+                linewidth=1.2, alpha=0.8, zorder=2)
+        for phi, macs, top1 in points[1:]:
+            ax.annotate(f"phi {phi:g}", (macs / 1e6, top1), xytext=(4, 4), textcoords="offset points", fontsize=6,
+                        color=colours[label])
+    front = [by_number[n] for n in data.pareto]
+    if front:
+        ax.step([t.macs / 1e6 for t in front], [t.top1 for t in front], where="post", color="gray", linestyle="--",
+                linewidth=1, label="Pareto front", zorder=2)
+    if data.chosen is not None:
+        best = by_number[data.chosen]
+        ax.annotate(f"chosen: alpha={best.alpha:g}, beta={best.beta:g}, gamma={best.gamma:.3f}",
+                    (best.macs / 1e6, best.top1), xytext=(10, 10), textcoords="offset points", fontsize=8,
+                    arrowprops={"arrowstyle": "->", "color": "black"})
+    failed = [t for t in data.unscored if t.state == "FAIL"]
+    pruned = [t for t in data.unscored if t.state == "PRUNED"]
+    note = ", ".join(part for part in (f"{len(failed)} failed" if failed else "",
+                                       f"{len(pruned)} pruned" if pruned else "") if part)
+    ax.set_xlabel(FLOPS_AXIS)
+    ax.set_ylabel("top-1 on the proxy")
+    ax.set_title(f"study {data.study_name}: top-1 against FLOPs" + (f" ({note}, not shown)" if note else ""))
+    ax.grid(alpha=0.3)
+    if data.scored:
+        ax.legend(fontsize=8, loc="best")
+    if data.landscape:
+        alphas, betas, gammas, top1s = zip(*data.landscape)
+        dots = land.scatter(alphas, betas, c=top1s, cmap="viridis", s=260, marker="s", edgecolors="white")
+        for alpha, beta, gamma in zip(alphas, betas, gammas):
+            land.annotate(f"{gamma:.2f}", (alpha, beta), ha="center", va="center", fontsize=6, color="white")
+        figure.colorbar(dots, ax=land, label="top-1 on the proxy")
+        if data.chosen is not None:
+            best = by_number[data.chosen]
+            land.scatter([best.alpha], [best.beta], s=420, marker="s", facecolors="none", edgecolors="red",
+                         linewidths=2, label="chosen")
+            land.legend(fontsize=8, loc="upper right")
+    else:
+        land.text(0.5, 0.5, "no compound candidate scored yet", ha="center", va="center", transform=land.transAxes)
+    land.set_xlabel("alpha (depth)")
+    land.set_ylabel("beta (width)")
+    land.set_title("alpha-beta landscape (cell text: gamma)")
+    return figure
+
+
+def plot_study(result: SearchResult, path: str | Path) -> StudyPlot:
+    """Write the study figure to `path` (.png, .svg or .pdf) and return the data it shows."""
+    path = check_output(path)
+    data = study_plot_data(result)
+    _save(draw_study(data), path)
+    return data
+
+
+@dataclass(frozen=True)
+class FamilyCurve:
+    """One scaling rule's costs at each phi, and the largest phi that meets the budget (if one was given)."""
+
+    label: str
+    alpha: float
+    beta: float
+    gamma: float
+    phis: tuple[float, ...]
+    macs: tuple[int, ...]
+    params: tuple[int, ...]
+    activations: tuple[int, ...]
+    memory_bytes: tuple[int, ...]
+    budget_phi: float | None
+
+
+def family_data(baseline, rules: dict[str, tuple[float, float, float]] | None = None,
+                phis: tuple[float, ...] | None = None, batch_size: int = 1, budget: Budget | None = None
+                ) -> tuple[FamilyCurve, ...]:
+    """Costs against phi, from the estimator alone, for each rule (default: the paper's coefficients and the
+    single-dimension rules). The budget's phi is fitted exactly (to 0.01) on each rule's rounded networks."""
+    base = resolve_spec(baseline)
+    rules = rules or DEFAULT_RULES
+    phis = phis or tuple(i / 4 for i in range(0, 25))
+    curves = []
+    for label, (alpha, beta, gamma) in rules.items():
+        costs = [estimate(compound(base, alpha, beta, gamma, phi), batch_size=batch_size) for phi in phis]
+        budget_phi = None
+        if budget is not None:
+            try:
+                budget_phi = fit_phi(base, budget, alpha, beta, gamma).phi
+            except ScalerError:
+                budget_phi = None  # this rule cannot meet the budget (or meets it past MAX_PHI)
+        curves.append(FamilyCurve(label, alpha, beta, gamma, tuple(phis), tuple(c.macs for c in costs),
+                                  tuple(c.params for c in costs), tuple(c.activations for c in costs),
+                                  tuple(c.peak_training_memory_bytes for c in costs), budget_phi))
+    return tuple(curves)
+
+
+def draw_family(curves: tuple[FamilyCurve, ...], baseline_name: str, batch_size: int,
+                budget: Budget | None = None) -> Figure:
+    figure = Figure(figsize=(12, 8.5))
+    axes = figure.subplots(2, 2).ravel()
+    panels = [("macs", "FLOPs per image (multiply-adds)", "macs"), ("params", "parameters", "params"),
+              ("activations", "activations per image (conv and linear outputs)", None),
+              ("memory_bytes", f"peak training memory at batch {batch_size} (bytes)", "memory_bytes")]
+    for ax, (field, label, limit) in zip(axes, panels):
+        for curve in curves:
+            colour = RULE_COLOURS.get(curve.label, "tab:purple")  # a study's or the user's coefficients: purple
+            ax.plot(curve.phis, getattr(curve, field), marker=".", label=curve.label, color=colour)
+            if curve.budget_phi is not None:
+                ax.axvline(curve.budget_phi, color=colour, linestyle=":", linewidth=1)
+        if budget is not None and limit is not None and getattr(budget, limit) is not None:
+            ax.axhline(getattr(budget, limit), color="red", linewidth=1, label="budget")
+        ax.set_yscale("log")
+        ax.set_xlabel("phi")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    figure.suptitle(f"{baseline_name}: costs against phi" + (" (dotted: largest phi within the budget)"
+                                                            if budget is not None else ""))
+    return figure
+
+
+def plot_family(baseline, path: str | Path, rules=None, phis=None, batch_size: int = 1,
+                budget: Budget | None = None) -> tuple[FamilyCurve, ...]:
+    """Write the family figure to `path` and return its curves."""
+    path = check_output(path)
+    curves = family_data(baseline, rules, phis, batch_size, budget)
+    _save(draw_family(curves, resolve_spec(baseline).name, batch_size, budget), path)
+    return curves

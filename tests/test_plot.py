@@ -1,0 +1,192 @@
+"""Plots and reports: the plotted data are the study's trials (tested as data, not pixels), every format is
+written, failed and pruned trials never break a figure, family curves come from the estimator, bad input is one
+line."""
+
+import math
+import shutil
+from dataclasses import replace
+
+import optuna
+import pytest
+
+import scaler.search as module
+from scaler.baselines import get_baseline
+from scaler.budget import Budget, fit_phi
+from scaler.estimate import estimate
+from scaler.plot import DEFAULT_RULES, family_data, pareto_front, plot_family, plot_study, study_plot_data
+from scaler.scaling import compound
+from scaler.search import QUICK, report, search
+from scaler.train import OutOfMemory
+from test_train import run_cli
+
+TINY = replace(QUICK, epochs=1, train_size=128, val_size=64, alpha_range=(1.1, 1.2), beta_range=(1.05, 1.05))
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory):
+    """A finished TINY study with the found family validated at phi 0, 1 and 2."""
+    folder = tmp_path_factory.mktemp("validated")
+    storage = f"sqlite:///{folder}/v.db"
+    search(TINY, None, "v", storage, device="cpu", validate_phis=(0, 1, 2))
+    return folder, storage
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    """A TINY study whose depth reference ran out of memory and whose width reference was pruned."""
+    folder = tmp_path_factory.mktemp("faulty")
+    storage = f"sqlite:///{folder}/f.db"
+    original, calls = module.train, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OutOfMemory("out of memory at batch size 32: injected")
+        if len(calls) == 3:
+            raise optuna.TrialPruned("injected")
+        return original(*args, **kwargs)
+
+    module.train = failing
+    try:
+        search(TINY, None, "f", storage, device="cpu")
+    finally:
+        module.train = original
+    return folder, storage
+
+
+def test_pareto_front_keeps_only_points_nothing_beats():
+    points = [(0, 1.0, 0.5), (1, 2.0, 0.4), (2, 2.0, 0.7), (3, 3.0, 0.7), (4, 4.0, 0.9), (5, 1.0, 0.3)]
+    assert pareto_front(points) == (0, 2, 4)
+    assert pareto_front([]) == ()
+
+
+@pytest.mark.slow
+def test_plotted_points_are_the_studys_trials(validated):
+    _, storage = validated
+    result = report("v", storage)
+    data = study_plot_data(result)
+    scored = [t for t in result.trials if t.top1 is not None]
+    assert [(t.number, t.macs, t.top1) for t in data.scored] == [(t.number, t.macs, t.top1) for t in scored]
+    assert data.chosen == result.best.number
+    brute = {t.number for t in scored if not any(o.macs <= t.macs and o.top1 > t.top1 for o in scored)}
+    assert set(data.pareto) == brute
+    assert sorted(data.landscape) == sorted((t.alpha, t.beta, t.gamma, t.top1) for t in scored
+                                            if t.kind == "compound")
+
+
+@pytest.mark.slow
+def test_validation_trains_the_family_and_single_dimension_rules_at_each_phi(validated):
+    _, storage = validated
+    result = report("v", storage)
+    data = study_plot_data(result)
+    curves = dict(data.curves)
+    assert list(curves) == ["found family", "depth only", "width only", "resolution only"]
+    assert all([phi for phi, _, _ in points] == [0.0, 1.0, 2.0] for points in curves.values())
+    baseline = next(t for t in result.trials if t.kind == "baseline")
+    assert all(points[0][1:] == (baseline.macs, baseline.top1) for points in curves.values())
+    best = result.best
+    assert curves["found family"][1][1:] == (best.macs, best.top1)  # phi 1 of the family is the winner itself
+    for t in result.trials:
+        if t.kind == "family" and t.phi == 2.0:
+            expected = compound(TINY.proxy(), best.alpha, best.beta, best.gamma, 2.0)
+            assert t.macs == estimate(expected).macs and t.resolution == expected.resolution
+    study = optuna.load_study(study_name="v", storage=storage)
+    # Phi 1 of the single-dimension rules is the references; phi 1 of the family is a trial of its own.
+    assert module.study_total(study) == len(TINY.candidates()) + 1 + 4 == len(result.trials)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suffix, magic", [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".pdf", b"%PDF")])
+def test_every_format_is_written(validated, tmp_path, suffix, magic):
+    _, storage = validated
+    path = tmp_path / f"study{suffix}"
+    plot_study(report("v", storage), path)
+    assert path.read_bytes().startswith(magic) and path.stat().st_size > 10_000
+    family = tmp_path / f"family{suffix}"
+    plot_family("efficientnet-b0", family, phis=(0, 1, 2))
+    assert family.read_bytes().startswith(magic) and family.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_failed_and_pruned_trials_plot_and_are_told_apart(faulty, tmp_path):
+    _, storage = faulty
+    result = report("f", storage)
+    data = plot_study(result, tmp_path / "f.png")
+    assert {(t.kind, t.state) for t in data.unscored} == {("depth", "FAIL"), ("width", "PRUNED")}
+    assert all(t.kind not in ("depth", "width") for t in data.scored)
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+
+
+def test_family_curves_come_from_the_estimator_and_meet_the_budget_where_fit_phi_says():
+    budget = Budget(macs=2e9)
+    curves = family_data("efficientnet-b0", phis=(0, 0.5, 1, 2, 3), budget=budget)
+    assert [c.label for c in curves] == list(DEFAULT_RULES)
+    b0 = estimate("efficientnet-b0")
+    for curve in curves:
+        assert curve.macs[0] == b0.macs and curve.params[0] == b0.params
+        assert list(curve.macs) == sorted(curve.macs)
+        assert curve.budget_phi == fit_phi("efficientnet-b0", budget, curve.alpha, curve.beta, curve.gamma).phi
+        at_two = compound(get_baseline("efficientnet-b0"), curve.alpha, curve.beta, curve.gamma, 2)
+        assert curve.macs[3] == estimate(at_two).macs
+        assert curve.memory_bytes[3] == estimate(at_two).peak_training_memory_bytes
+    assert curves[1].alpha == 2.0 and curves[2].beta == pytest.approx(math.sqrt(2))
+
+
+def in_folder(study_folder, tmp_path, monkeypatch):
+    """Work from tmp_path with the study's database in studies/, as after `scaler search` there."""
+    (tmp_path / "studies").mkdir()
+    for db in study_folder.glob("*.db"):
+        shutil.copy(db, tmp_path / "studies")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.slow
+def test_plot_and_report_commands(validated, tmp_path, monkeypatch, capsys):
+    in_folder(validated[0], tmp_path, monkeypatch)
+    code, out, err = run_cli(capsys, "plot", "v")
+    assert code == 0 and "wrote studies/v.png" in out and (tmp_path / "studies" / "v.png").exists(), err
+    code, out, err = run_cli(capsys, "plot", "--family", "v", "--budget-gflops", "1", "-o", "fam.svg", "--max-phi", "3")
+    assert code == 0 and "found (" in out and (tmp_path / "fam.svg").exists(), err
+    code, out, err = run_cli(capsys, "report", "v", "--budget-gflops", "1")
+    assert code == 0, err
+    folder = tmp_path / "studies" / "v-report"
+    text = (folder / "report.md").read_text()
+    for section in ("## Settings", "## Grid", "## Trials", "## Winner", "## Budget fit", "## Final network"):
+        assert section in text
+    assert "](study.png)" in text and "](family.png)" in text
+    assert (folder / "study.png").stat().st_size > 10_000 and (folder / "family.png").stat().st_size > 10_000
+    trial_rows = [line for line in text.split("## Trials")[1].split("## Winner")[0].splitlines()
+                  if line.startswith("| ") and not line.startswith("| trial")]
+    assert len(trial_rows) == len(report("v", "sqlite:///studies/v.db").trials)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["plot", "nope"], "study 'nope' not found"),
+    (["plot"], "give a STUDY, or --family"),
+    (["plot", "--family", "-o", "family.jpg"], "must end in .png, .svg, .pdf"),
+    (["plot", "--family", "-o", "no/such/folder/family.png"], "folder no/such/folder does not exist"),
+    (["plot", "--family", "--alpha", "1.2"], "--alpha, --beta and --gamma together"),
+    (["plot", "--family", "--max-phi", "0"], "--max-phi"),
+    (["plot", "--family", "--baseline", "nope"], "nope"),
+    (["plot", "--family", "--budget-gflops", "-1"], "macs"),
+    (["report", "nope"], "study 'nope' not found"),
+    (["plot", "nope", "--storage", "sqlite:///missing.db"], "does not exist"),
+    (["search", "--quick", "--validate-phi", "1,x"], "--validate-phi: expected numbers"),
+    (["search", "--quick", "--validate-phi", "-1"], "validate phi"),
+])
+def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, *args)
+    lines = [line for line in err.strip().splitlines() if not line.startswith("study ")]
+    assert code == 2 and len(lines) == 1 and message in lines[0], err
+    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.jpg"))
+
+
+@pytest.mark.slow
+def test_an_unwritable_output_is_one_line(validated, tmp_path, monkeypatch, capsys):
+    in_folder(validated[0], tmp_path, monkeypatch)
+    (tmp_path / "taken").write_text("a file, not a folder")
+    code, _, err = run_cli(capsys, "report", "v", "-o", "taken")
+    assert code == 2 and err.strip().startswith("scaler: error: output: cannot make taken"), err
+    code, _, err = run_cli(capsys, "plot", "v", "-o", "/proc/v.png")
+    assert code == 2 and "cannot write /proc/v.png" in err, err
