@@ -22,7 +22,7 @@ from scaler.search import (QUICK, SAMPLERS, Recipe, WorkerFailed, list_studies, 
                            report, search)
 from scaler.plot import DEFAULT_RULES, check_output, plot_family, plot_study
 from scaler.report import stage_table, write_report
-from scaler.storage import find_study, storage_folder
+from scaler.storage import StorageFailed, find_study, storage_folder
 from scaler.train import NONFINITE_CHECK_EVERY, TrainingError, train
 
 FLOPS_NOTE = "FLOPs are multiply-adds of conv and linear layers, per image, as in the EfficientNet paper."
@@ -362,10 +362,13 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
         click.echo(f"trial {done}/{total}  {record.kind} alpha={record.alpha:g} beta={record.beta:g} "
                    f"gamma={record.gamma:.3f}  {top1}  ETA {_duration(eta)}", err=True)
 
-    click.echo(f"study {name}: {settings.total()} candidates, {workers} worker{'s' * (workers > 1)}", err=True)
+    def begin(done, total) -> None:
+        click.echo(f"study {name}: {total} candidates, {done} done, {workers} worker{'s' * (workers > 1)}",
+                   err=True)
+
     phis = _numbers("--validate-phi", validate_phi) if validate_phi else ()
     result = search(settings, budget, name, storage, device, progress, workers=workers, prune=prune,
-                    validate_phis=phis)
+                    validate_phis=phis, on_start=begin)
     if as_json:
         _emit_json(result.to_dict())
         return
@@ -580,4 +583,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except WorkerFailed as error:
         click.echo(f"scaler: {error}", err=True)
+        sys.exit(1)
+    except (StorageFailed, optuna.exceptions.StorageInternalError) as error:  # the database went away mid-study
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+        click.echo(f"scaler: storage failed: {first}; what finished is kept: run the same command to go on",
+                   err=True)
         sys.exit(1)

@@ -15,6 +15,9 @@ from scaler.errors import ScalerError, check_number
 from scaler.spec import Head, Spec
 
 PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA = 1.2, 1.1, 1.15
+# No dimension grows past this factor: B0 at 10,000x depth already has 160,000 blocks. Beyond it a network is not
+# a sensible request (and would take minutes to estimate and overflow floats), so it is one clear error.
+MAX_MULTIPLIER = 10_000.0
 
 
 def round_channels(channels: float, divisor: int = 8, ninety_rule: bool = True) -> int:
@@ -52,8 +55,8 @@ def scale(
     Stem and head widths scale too, as in EfficientNet. `resolution` is taken as given (the paper's B1-B7
     resolutions are hand-picked); `compound` rounds its own.
     """
-    width = check_number("width", width, 0, above_low=True)
-    depth = check_number("depth", depth, 0, above_low=True)
+    width = check_number("width", width, 0, MAX_MULTIPLIER, above_low=True)
+    depth = check_number("depth", depth, 0, MAX_MULTIPLIER, above_low=True)
     ninety = spec.rounding == "v1"
 
     def channels(c: int) -> int:
@@ -82,6 +85,10 @@ def multipliers(alpha: float, beta: float, gamma: float, phi: float) -> tuple[fl
             raise ScalerError(f"{name}: must be at least 1 (compound scaling never shrinks a dimension "
                               f"as another grows; use a negative phi to shrink), got {value!r}")
     check_number("phi", phi)
+    for name, value in (("alpha", alpha), ("beta", beta), ("gamma", gamma)):
+        if phi * math.log(value) > math.log(MAX_MULTIPLIER):
+            raise ScalerError(f"phi: {phi:g} makes {name}^phi = {value:g}^{phi:g} larger than {MAX_MULTIPLIER:,.0f}x, "
+                              f"the most scaler scales a dimension")
     return alpha**phi, beta**phi, gamma**phi
 
 

@@ -50,7 +50,8 @@ from scaler.estimate import estimate
 from scaler.grid import Candidate, compound_grid, family_candidates, fingerprint, references
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound, scale
 from scaler.spec import Spec, save_spec, to_dict
-from scaler.storage import default_storage, is_sqlite, local_storages, open_storage, storage_folder
+from scaler.storage import (StorageFailed, default_storage, is_sqlite, local_storages, open_storage, ride_out,
+                            storage_folder)
 from scaler.train import NonFiniteLoss, OutOfMemory, TrainingError, resolve_device, train
 
 VERSION = "2"  # bump when a change would make old trials incomparable
@@ -480,9 +481,18 @@ def work(study: optuna.Study, recipe: Recipe, device: torch.device, prune: bool 
     def finished(_, trial: optuna.trial.FrozenTrial) -> None:
         _report_progress(study, trial, on_trial)
 
-    while _has_work(study, recipe) or settle(study, recipe):
-        objective.load_data()
-        study.optimize(objective, n_trials=1, catch=(TrialFailure,), callbacks=[finished])
+    outage = None
+    while True:
+        try:
+            if not (_has_work(study, recipe) or settle(study, recipe)):
+                break
+            objective.load_data()
+            study.optimize(objective, n_trials=1, catch=(TrialFailure,), callbacks=[finished])
+            outage = None
+        except Exception as error:  # noqa: BLE001 -- ride_out re-raises all but a storage failure
+            # The database went away (a restart, a network cut): wait for it. The trial it cut off stays
+            # RUNNING, and is trained again once its heartbeat is stale or this process has ended.
+            outage = ride_out(error, outage)
 
 
 def worker_devices(device: str, workers: int) -> list[torch.device]:
@@ -504,8 +514,8 @@ def _worker_process(recipe: Recipe, study_name: str, storage: str, device: str, 
         work(open_study(recipe, study_name, storage, worker, prune), recipe, torch.device(device), prune)
     except KeyboardInterrupt:
         sys.exit(130)
-    except (ScalerError, TrainingError) as error:
-        print(f"scaler: worker {worker}: {error}", file=sys.stderr)
+    except (ScalerError, TrainingError, StorageFailed, optuna.exceptions.StorageInternalError) as error:
+        print(f"scaler: worker {worker}: {str(error).strip().splitlines()[0]}", file=sys.stderr)
         sys.exit(2 if isinstance(error, ScalerError) else 1)
 
 
@@ -558,6 +568,7 @@ def search(
     workers: int = 1,
     prune: bool = False,
     validate_phis: tuple[float, ...] = (),
+    on_start: Callable[[int, int], None] | None = None,
 ) -> SearchResult:
     """Train every candidate of the study not yet trained, with `workers` processes, then fit phi to `budget`
     with the best compound candidate. A finished study is reported, not retrained.
@@ -565,7 +576,8 @@ def search(
     `validate_phis`: then train the found family at those phis on the proxy, and depth-, width- and
     resolution-only scaling at the same nominal FLOPs, into the same study (the paper's scaling curves).
 
-    `on_trial(record, done, total)` is called as each trial ends (progress). Several machines may run this against one
+    `on_start(done, total)` is called once the inputs are checked and the study is open, before any training;
+    `on_trial(record, done, total)` as each trial ends (progress). Several machines may run this against one
     PostgreSQL study at once; each trains what is left.
     """
     devices = worker_devices(device, workers)
@@ -584,6 +596,8 @@ def search(
         check_number("validate phi", phi, 0, 8)
     study = open_study(recipe, study_name, storage, prune=prune)
     settle(study, recipe, retry_errors=True)
+    if on_start is not None:
+        on_start(len(_settled_keys(study, pending=False)), study_total(study))
 
     def train_what_is_queued() -> None:
         if workers == 1:

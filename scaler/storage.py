@@ -9,10 +9,12 @@ heartbeat of every running trial, so a trial whose worker died on another machin
 
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 
 from scaler.errors import ScalerError
 
@@ -20,6 +22,7 @@ STUDIES_FOLDER = Path("studies")
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
 CONNECT_SECONDS = 10
+OUTAGE_SECONDS = 120  # how long a worker waits for a storage that stopped answering
 RELATIONAL = ("sqlite:", "postgresql", "mysql")
 JOURNAL_SUFFIXES = (".log", ".journal")
 
@@ -71,15 +74,30 @@ def open_storage(url: str, create: bool = False) -> optuna.storages.BaseStorage:
                 # answer is an error after CONNECT_SECONDS, not a hang.
                 url = url.replace("postgresql://", "postgresql+psycopg://", 1)
                 engine = {"connect_args": {"connect_timeout": CONNECT_SECONDS}}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
-                                                  grace_period=GRACE_SECONDS)
+            return _relational(url, engine)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
     except Exception as error:  # noqa: BLE001 -- SQLAlchemy and the drivers raise many kinds; one line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         hint = " (pip install 'scaler[postgresql]')" if "import" in first.lower() else ""
         raise ScalerError(f"storage: cannot open {url}: {first}{hint}") from None
+
+
+def _relational(url: str, engine: dict | None, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """An RDBStorage with heartbeats. Workers that start at once on a fresh database all create its tables, and
+    all but one collide (a unique or duplicate-table violation): those wait a moment and open what the first
+    made."""
+    def make() -> optuna.storages.RDBStorage:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
+                                              grace_period=GRACE_SECONDS)
+
+    for attempt in range(attempts - 1):
+        try:
+            return make()
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            time.sleep(0.5 * (attempt + 1))
+    return make()
 
 
 def local_storages(folder: Path = STUDIES_FOLDER) -> list[str]:
@@ -105,3 +123,33 @@ def find_study(study_name: str, storage: str | None) -> str:
         if study_name in names:
             return url
     raise ScalerError(f"study {study_name!r} not found in {STUDIES_FOLDER}/ (give --storage URL if it is elsewhere)")
+
+
+class StorageFailed(RuntimeError):
+    """The storage stopped answering mid-study for longer than a worker waits; what finished is kept."""
+
+
+def is_storage_failure(error: BaseException) -> bool:
+    """Whether `error`, or an error it arose from, is the database failing (connection lost, server restarting).
+    Optuna sometimes loses the original in a follow-on error of its own, so the whole chain is searched."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (optuna.exceptions.StorageInternalError, sqlalchemy.exc.DBAPIError)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def ride_out(error: Exception, since: float | None) -> float:
+    """Handle `error` from a storage operation: anything but a storage failure is raised again; a storage
+    failure waits a second and returns when the outage began (`since`, or now), until it has lasted
+    OUTAGE_SECONDS: then StorageFailed."""
+    if not is_storage_failure(error):
+        raise error
+    since = since or time.monotonic()
+    if time.monotonic() - since > OUTAGE_SECONDS:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StorageFailed(f"the storage has not answered for {OUTAGE_SECONDS} s: {first}") from None
+    time.sleep(1)
+    return since

@@ -28,10 +28,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class PostgresServer:
+    """A running throwaway cluster: its address, and a restart (for the fault tests)."""
+
+    def __init__(self, pg_ctl: list, data: Path, log: Path, port: int):
+        self.pg_ctl, self.data, self.log, self.host, self.port = pg_ctl, data, log, "127.0.0.1", port
+
+    def restart(self) -> None:
+        # With its log file, or the new server would hold this call's output pipes open forever.
+        subprocess.run([*self.pg_ctl, "-D", self.data, "-l", self.log, "-m", "fast", "-w", "restart"], check=True,
+                       capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
-    """(host, port) of a throwaway PostgreSQL cluster; stopped and removed after the session. CI (which sets CI
-    and installs the package in .ci/run) fails without one; elsewhere the tests that need it are skipped."""
+    """A throwaway PostgreSQL cluster on 127.0.0.1; stopped and removed after the session. CI (which sets CI and
+    installs the package in .ci/run) fails without one; elsewhere the tests that need it are skipped."""
     bin_dir = _postgres_bin()
     if bin_dir is None:
         message = "PostgreSQL is not installed (Debian package postgresql; .ci/run installs it)"
@@ -50,19 +62,24 @@ def postgres_server():
                     f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200", "start"],
                    check=True, capture_output=True)
     try:
-        yield "127.0.0.1", port
+        yield PostgresServer([*as_user, bin_dir / "pg_ctl"], data, root / "log", port)
     finally:
         subprocess.run([*as_user, bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
+def new_database(server: PostgresServer) -> str:
+    """A new, empty database on `server`, as an Optuna storage URL."""
+    import psycopg
+
+    name = f"study_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(host=server.host, port=server.port, user="postgres", dbname="postgres",
+                         autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    return f"postgresql://postgres@{server.host}:{server.port}/{name}"
+
+
 @pytest.fixture
 def postgres_url(postgres_server):
     """A new, empty database on the test server, as an Optuna storage URL."""
-    import psycopg
-
-    host, port = postgres_server
-    name = f"study_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(host=host, port=port, user="postgres", dbname="postgres", autocommit=True) as connection:
-        connection.execute(f"CREATE DATABASE {name}")
-    return f"postgresql://postgres@{host}:{port}/{name}"
+    return new_database(postgres_server)

@@ -177,7 +177,7 @@ def test_plot_and_report_commands(validated, tmp_path, monkeypatch, capsys):
 def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(capsys, *args)
-    lines = [line for line in err.strip().splitlines() if not line.startswith("study ")]
+    lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and message in lines[0], err
     assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.jpg"))
 

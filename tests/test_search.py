@@ -311,8 +311,9 @@ def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
         main(["search", *quick, *args])
     err = capsys.readouterr().err
-    lines = [line for line in err.strip().splitlines() if not line.startswith("study ")]
+    lines = err.strip().splitlines()
     assert exit_info.value.code == 2 and len(lines) == 1 and message in lines[0], err
+    assert not (tmp_path / "studies").exists()  # nothing written
 
 
 def test_a_recipe_with_an_error_is_one_line(tmp_path, monkeypatch, capsys):
