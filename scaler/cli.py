@@ -325,6 +325,8 @@ def budget_options(command):
 @click.option("--sampler", type=click.Choice(SAMPLERS), help="grid (default) or tpe (a continuous search).")
 @click.option("--trials", type=int, help="With --sampler tpe: how many candidates TPE proposes (default 20).")
 @click.option("--prune", is_flag=True, help="Stop candidates whose top-1 falls below the median (Optuna pruner).")
+@click.option("--repeats", type=int, help="Train the baseline, the 3 best candidates and the best reference this "
+              "many more times with other seeds, to measure the proxy's noise (default 2; 1 with --quick).")
 @click.option("--validate-phi", "validate_phi", help="After the search, train the found family at these phis "
               "(e.g. 0,1,2) and single-dimension scaling at the same FLOPs, into the study.")
 @click.option("--workers", type=int, default=1, show_default=True,
@@ -335,7 +337,8 @@ def budget_options(command):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, recipe, baseline, data,
                    epochs, proxy_resolution, proxy_width, proxy_depth, batch_size, train_size, val_size, seed,
-                   sampler, trials, prune, validate_phi, workers, study_name, storage, device, as_json) -> None:
+                   sampler, trials, prune, repeats, validate_phi, workers, study_name, storage, device,
+                   as_json) -> None:
     """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
     Running the same command again resumes the study: nothing completed is trained again. Several machines
@@ -368,7 +371,7 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
 
     phis = _numbers("--validate-phi", validate_phi) if validate_phi else ()
     result = search(settings, budget, name, storage, device, progress, workers=workers, prune=prune,
-                    validate_phis=phis, on_start=begin)
+                    validate_phis=phis, repeats=(1 if quick else 2) if repeats is None else repeats, on_start=begin)
     if as_json:
         _emit_json(result.to_dict())
         return
@@ -376,6 +379,7 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
     if result.best is not None:
         b = result.best
         click.echo(f"best: alpha={b.alpha:g} beta={b.beta:g} gamma={b.gamma:.4f} top-1 {b.top1:.3f}")
+        click.echo(_confidence_line(result.confidence))
     if result.fit is not None:
         f = result.fit
         click.echo(f"phi {f.phi:.2f}: {f.params:,} params, {f.macs:,} FLOPs (MACs), {f.spec.resolution} px, "
@@ -401,6 +405,14 @@ def _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, b
     return Budget(**given, batch_size=batch_size, device=device) if given else None
 
 
+def _confidence_line(confidence: dict) -> str:
+    """The seed noise and what it says about the winner, in one line."""
+    noise = confidence["noise"]
+    if noise is None:
+        return confidence["message"]
+    return f"seed noise: top-1 std {noise['std']:.4f} ({noise['dof']} degrees of freedom); {confidence['message']}"
+
+
 def _trials_table(trials) -> str:
     """One row per candidate; a candidate that rounds to an already trained network says which one it shares."""
     rows = []
@@ -408,7 +420,8 @@ def _trials_table(trials) -> str:
         time_taken = "-" if t.wall_seconds is None else _duration(t.wall_seconds)
         if t.same_network_as is not None:
             time_taken = f"= trial {t.same_network_as}"
-        rows.append([t.number, t.kind, f"{t.alpha:g}", f"{t.beta:g}", f"{t.gamma:.3f}",
+        kind = f"{t.kind} (seed +{t.repeat})" if t.repeat else t.kind
+        rows.append([t.number, kind, f"{t.alpha:g}", f"{t.beta:g}", f"{t.gamma:.3f}",
                      "-" if t.resolution is None else t.resolution,
                      "-" if t.flops_ratio is None else f"{t.flops_ratio:.2f}",
                      "-" if t.params is None else f"{t.params:,}",
@@ -462,6 +475,7 @@ def studies_show(name, storage, as_json) -> None:
     if result.best is not None:
         b = result.best
         click.echo(f"best: alpha={b.alpha:g} beta={b.beta:g} gamma={b.gamma:.4f} top-1 {b.top1:.3f}")
+        click.echo(_confidence_line(result.confidence))
 
 
 @cli.command(name="plot")

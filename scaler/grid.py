@@ -31,6 +31,7 @@ class Candidate:
     gamma: float
     kind: str = "compound"
     phi: float = 1.0  # the search scores phi = 1; a family validation scores other phis
+    repeat: int = 0  # 0 for the first training; k > 0 trains again with the recipe's seed + k (seed noise)
 
     @property
     def nominal_flops_ratio(self) -> float:

@@ -76,6 +76,7 @@ class StudyPlot:
     unscored: tuple[TrialRecord, ...]  # failed, pruned, running or waiting: listed, not plotted as points
     # With a family validation (--validate-phi): per rule, (phi, MACs, top-1) from phi = 0 (the baseline) up.
     curves: tuple[tuple[str, tuple[tuple[float, int, float], ...]], ...] = ()
+    noise_std: float | None = None  # the study's seed noise: error bars of +-1 standard deviation
 
 
 def pareto_front(points: list[tuple[int, float, float]]) -> tuple[int, ...]:
@@ -90,8 +91,10 @@ def pareto_front(points: list[tuple[int, float, float]]) -> tuple[int, ...]:
 
 
 def study_plot_data(result: SearchResult) -> StudyPlot:
-    scored = tuple(t for t in result.trials if t.top1 is not None and t.macs is not None)
+    # Each candidate's first training; its repeats with other seeds give the error bars (the seed noise).
+    scored = tuple(t for t in result.trials if t.top1 is not None and t.macs is not None and t.repeat == 0)
     landscape = tuple((t.alpha, t.beta, t.gamma, t.top1) for t in scored if t.kind == "compound")
+    noise = (result.confidence or {}).get("noise")
     curves = []
     if any(t.kind == "family" for t in scored):
         start = [(0.0, t.macs, t.top1) for t in scored if t.kind == "baseline"]
@@ -103,6 +106,7 @@ def study_plot_data(result: SearchResult) -> StudyPlot:
         pareto=pareto_front([(t.number, t.macs, t.top1) for t in scored]),
         chosen=None if result.best is None else result.best.number, landscape=landscape,
         unscored=tuple(t for t in result.trials if t.top1 is None), curves=tuple(curves),
+        noise_std=noise["std"] if noise else None,
     )
 
 
@@ -115,6 +119,9 @@ def draw_study(data: StudyPlot) -> Figure:
         if points:
             ax.scatter([t.macs / 1e6 for t in points], [t.top1 for t in points], marker=marker, color=colour,
                        s=90 if kind != "compound" else 40, label=label, zorder=3, edgecolors="white", linewidths=0.5)
+            if data.noise_std is not None:
+                ax.errorbar([t.macs / 1e6 for t in points], [t.top1 for t in points], yerr=data.noise_std,
+                            fmt="none", ecolor=colour, alpha=0.5, capsize=2, zorder=2)
     colours = {label: colour for label, _, colour in STYLE.values()}
     for label, points in data.curves:
         ax.plot([macs / 1e6 for _, macs, _ in points], [top1 for _, _, top1 in points], color=colours[label],
@@ -137,7 +144,9 @@ def draw_study(data: StudyPlot) -> Figure:
                                        f"{len(pruned)} pruned" if pruned else "") if part)
     ax.set_xlabel(FLOPS_AXIS)
     ax.set_ylabel("top-1 on the proxy")
-    ax.set_title(f"study {data.study_name}: top-1 against FLOPs" + (f" ({note}, not shown)" if note else ""))
+    bars = "" if data.noise_std is None else f"; error bars: seed noise, +-{data.noise_std:.3f}"
+    ax.set_title(f"study {data.study_name}: top-1 against FLOPs" + (f" ({note}, not shown)" if note else "") + bars,
+                 fontsize=10)
     ax.grid(alpha=0.3)
     if data.scored:
         ax.legend(fontsize=8, loc="best")

@@ -42,7 +42,7 @@ def trial_rows(result: SearchResult) -> tuple[list[str], list[list]]:
     rows = []
     for t in result.trials:
         note = t.failure or (f"same network as trial {t.same_network_as}" if t.same_network_as is not None else "")
-        rows.append([t.number, t.state.lower(), t.kind, f"{t.phi:g}", f"{t.alpha:g}", f"{t.beta:g}",
+        rows.append([t.number, t.state.lower(), f"{t.kind} (seed +{t.repeat})" if t.repeat else t.kind, f"{t.phi:g}", f"{t.alpha:g}", f"{t.beta:g}",
                      f"{t.gamma:.4f}", t.resolution or "-", "-" if t.flops_ratio is None else f"{t.flops_ratio:.2f}",
                      "-" if t.params is None else f"{t.params:,}", "-" if t.macs is None else f"{t.macs / 1e6:.2f}",
                      ", ".join(f"{v:.3f}" for v in t.top1_per_epoch) or "-",
@@ -85,6 +85,11 @@ def write_report(result: SearchResult, folder: str | Path, figures: dict[str, Pa
                  f"top-1 {best.top1:.4f} at {best.flops_ratio:.2f}x the proxy's FLOPs."]
         lines += [f"- {kind}: top-1 {t.top1:.4f} at {t.flops_ratio:.2f}x ({best.top1 - t.top1:+.4f} for the winner)"
                   for kind, t in references.items()]
+        confidence = result.confidence
+        if confidence["noise"] is not None:
+            lines.append(f"\nSeed noise: top-1 standard deviation {confidence['noise']['std']:.4f} "
+                         f"({confidence['noise']['dof']} degrees of freedom). Test: {confidence['test']}.")
+        lines.append(f"\n{confidence['message'][0].upper()}{confidence['message'][1:]}.")
         parts += ["## Winner", "\n".join(lines)]
     fit = result.fit
     if fit is not None:

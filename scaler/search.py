@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import statistics
 import sys
 import time
 import tomllib
@@ -44,6 +45,7 @@ from optuna.trial import TrialState
 
 from scaler.baselines import resolve_spec
 from scaler.budget import Budget, Fit, fit_phi
+from scaler.confidence import compare, seed_noise
 from scaler.data import load_data, parse_data
 from scaler.errors import ScalerError, check_choice, check_int, check_number, read_text
 from scaler.estimate import estimate
@@ -54,6 +56,7 @@ from scaler.storage import (StorageFailed, default_storage, is_sqlite, local_sto
                             storage_folder)
 from scaler.train import NonFiniteLoss, OutOfMemory, TrainingError, resolve_device, train
 
+TEST = "one-sided two-sample t-test at 95 % with the pooled seed noise"
 VERSION = "2"  # bump when a change would make old trials incomparable
 SAMPLERS = ("grid", "tpe")
 SAMPLED_STEP = 0.01  # TPE proposes alpha and beta on this grid: finer than a short proxy can tell apart
@@ -161,6 +164,7 @@ class TrialRecord:
     beta: float
     gamma: float
     phi: float
+    repeat: int
     top1: float | None
     top1_per_epoch: tuple[float, ...]
     resolution: int | None
@@ -182,6 +186,7 @@ class SearchResult:
     fit: Fit | None
     trials: tuple[TrialRecord, ...]
     spec_path: str | None = None
+    confidence: dict | None = None  # see `judge`
 
     def to_dict(self) -> dict:
         best = None if self.best is None else {"alpha": self.best.alpha, "beta": self.best.beta,
@@ -193,6 +198,7 @@ class SearchResult:
                      "binding": list(self.fit.binding), "spec": self.fit.to_dict()["spec"]}
         return {"study_name": self.study_name, "storage": self.storage, "recipe": asdict(self.recipe), "best": best,
                 "phi": None if self.fit is None else self.fit.phi, "final": final, "spec_path": self.spec_path,
+                "confidence": self.confidence,
                 "trials": [asdict(t) for t in self.trials]}
 
 
@@ -203,7 +209,7 @@ class TrialFailure(Exception):
 def _key(attrs: dict) -> tuple | None:
     if "kind" not in attrs:
         return None
-    return attrs["kind"], attrs["alpha"], attrs["beta"], attrs["gamma"], attrs.get("phi", 1.0)
+    return attrs["kind"], attrs["alpha"], attrs["beta"], attrs["gamma"], attrs.get("phi", 1.0), attrs.get("repeat", 0)
 
 
 def _hidden(trial: optuna.trial.FrozenTrial) -> bool:
@@ -220,6 +226,7 @@ def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
     return TrialRecord(
         number=trial.number, state=trial.state.name, kind=attrs.get("kind", "?"), alpha=attrs.get("alpha", 0.0),
         beta=attrs.get("beta", 0.0), gamma=attrs.get("gamma", 0.0), phi=attrs.get("phi", 1.0),
+        repeat=attrs.get("repeat", 0),
         top1=trial.value if trial.state == TrialState.COMPLETE else None,
         top1_per_epoch=tuple(attrs.get("top1_per_epoch") or ()), resolution=attrs.get("resolution"),
         flops_ratio=attrs.get("flops_ratio"),
@@ -314,7 +321,7 @@ def settle(study: optuna.Study, recipe: Recipe, retry_errors: bool = False, extr
         key = _key(trial.user_attrs)
         if key is not None and not _hidden(trial):
             wanted.setdefault(key, {k: trial.user_attrs[k] for k in ("kind", "alpha", "beta", "gamma", "phi",
-                                                                     "sampled") if k in trial.user_attrs})
+                                                                     "repeat", "sampled") if k in trial.user_attrs})
     queued = 0
     for key, attrs in wanted.items():
         if key not in settled:
@@ -393,11 +400,11 @@ class _Objective:
                 return other
         return None
 
-    def _same_network(self, trial: optuna.Trial, network: Spec) -> optuna.trial.FrozenTrial | None:
+    def _same_network(self, trial: optuna.Trial, network: Spec, repeat: int) -> optuna.trial.FrozenTrial | None:
         """A trained trial whose candidate rounds to the very same network: its score is this one's (training is
         deterministic), so it is not trained again. Shallow proxies make this common: ceil rounding gives every
         alpha in (1, 2] two blocks for a one-block stage."""
-        digest = fingerprint((), network={k: v for k, v in to_dict(network).items() if k != "name"})
+        digest = fingerprint((), network={k: v for k, v in to_dict(network).items() if k != "name"}, repeat=repeat)
         trial.set_user_attr("network", digest)
         return next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                      if t.user_attrs.get("network") == digest and "same_network_as" not in t.user_attrs), None)
@@ -417,7 +424,7 @@ class _Objective:
             trial.set_user_attr("failure_kind", "surplus")
             raise TrialFailure(f"surplus: trial {other.number} has this candidate")
         return self._train(trial, Candidate(attrs["alpha"], attrs["beta"], attrs["gamma"], attrs["kind"],
-                                            attrs.get("phi", 1.0)))
+                                            attrs.get("phi", 1.0), attrs.get("repeat", 0)))
 
     def _train(self, trial: optuna.Trial, candidate: Candidate) -> float:
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(self.device)})
@@ -432,7 +439,7 @@ class _Objective:
         trial.set_user_attr("macs", cost.macs)
         trial.set_user_attr("activations", cost.activations)
         trial.set_user_attr("resolution", network.resolution)
-        twin = self._same_network(trial, network)
+        twin = self._same_network(trial, network, candidate.repeat)
         if twin is not None:
             for name in ("top1_per_epoch", "images_per_second"):
                 trial.set_user_attr(name, twin.user_attrs.get(name))
@@ -449,7 +456,7 @@ class _Objective:
 
         try:
             result = train(network, self.data, epochs=self.recipe.epochs, batch_size=self.recipe.batch_size,
-                           device=self.device, seed=self.recipe.seed, on_epoch=report_epoch)
+                           device=self.device, seed=self.recipe.seed + candidate.repeat, on_epoch=report_epoch)
         except TrainingError as error:
             kind = "oom" if isinstance(error, OutOfMemory) else "nonfinite" if isinstance(error, NonFiniteLoss) \
                 else "error"
@@ -568,11 +575,14 @@ def search(
     workers: int = 1,
     prune: bool = False,
     validate_phis: tuple[float, ...] = (),
+    repeats: int = 0,
     on_start: Callable[[int, int], None] | None = None,
 ) -> SearchResult:
     """Train every candidate of the study not yet trained, with `workers` processes, then fit phi to `budget`
     with the best compound candidate. A finished study is reported, not retrained.
 
+    `repeats`: then train the baseline, the three best compound candidates and the best single-dimension
+    reference `repeats` more times with other seeds, measuring the proxy's seed noise (see `judge`).
     `validate_phis`: then train the found family at those phis on the proxy, and depth-, width- and
     resolution-only scaling at the same nominal FLOPs, into the same study (the paper's scaling curves).
 
@@ -594,6 +604,7 @@ def search(
         resolve_spec(recipe.baseline)
     for phi in validate_phis:
         check_number("validate phi", phi, 0, 8)
+    check_int("repeats", repeats, 0)
     study = open_study(recipe, study_name, storage, prune=prune)
     settle(study, recipe, retry_errors=True)
     if on_start is not None:
@@ -606,22 +617,24 @@ def search(
             _run_workers(recipe, study_name, storage, devices, prune, on_trial)
 
     train_what_is_queued()
-    best = report(study_name, storage).best
-    if validate_phis and best is not None:
-        phis = sorted({float(phi) for phi in validate_phis})
-        study.set_user_attr("family", {"alpha": best.alpha, "beta": best.beta, "gamma": best.gamma, "phis": phis})
-        settle(study, recipe, extra=family_candidates(best.alpha, best.beta, best.gamma, tuple(phis)))
+    found = report(study_name, storage)
+    extra = ()
+    if found.best is not None:
+        b = found.best
+        extra = repeat_candidates(found.trials, repeats) + family_candidates(
+            b.alpha, b.beta, b.gamma, tuple(sorted({float(phi) for phi in validate_phis})))
+    if extra:
+        known = [Candidate(**c) for c in study.user_attrs.get("extra", [])]
+        study.set_user_attr("extra", [asdict(c) for c in dict.fromkeys(known + list(extra))])
+        settle(study, recipe, extra=extra)
         train_what_is_queued()
     return report(study_name, storage, budget)
 
 
 def study_total(study: optuna.Study) -> int:
-    """How many candidates the study scores: its recipe's, and the family validation's once queued."""
-    family = study.user_attrs.get("family")
-    validation = family_candidates(family["alpha"], family["beta"], family["gamma"], tuple(family["phis"])) \
-        if family else ()
+    """How many candidates the study scores: its recipe's, and those queued after it (repeats, validation)."""
     recipe = stored_recipe(study)
-    extra = {_key(asdict(c)) for c in validation} - {_key(asdict(c)) for c in recipe.candidates()}
+    extra = {_key(c) for c in study.user_attrs.get("extra", [])} - {_key(asdict(c)) for c in recipe.candidates()}
     return recipe.total() + len(extra)  # the validation at phi = 1 repeats the references
 
 
@@ -641,14 +654,74 @@ def report(study_name: str, storage: str, budget: Budget | None = None) -> Searc
         raise ScalerError(f"study {study_name!r} not found in {storage}") from None
     recipe = stored_recipe(study)
     trials = records(study)
-    best = max((t for t in trials if t.kind == "compound" and t.top1 is not None), key=lambda t: t.top1,
-               default=None)
+    best, confidence = judge(trials)
     fit, spec_path = None, None
     if best is not None and budget is not None:
         fit = fit_phi(recipe.baseline, budget, best.alpha, best.beta, best.gamma)
         spec_path = str(storage_folder(storage) / "best.json")
         save_spec(replace(fit.spec, name=f"{resolve_spec(recipe.baseline).name}@phi={fit.phi:g}"), spec_path)
-    return SearchResult(study_name, storage, recipe, best, fit, trials, spec_path)
+    return SearchResult(study_name, storage, recipe, best, fit, trials, spec_path, confidence)
+
+
+def _scores(trials: tuple[TrialRecord, ...], trained: bool = False) -> dict[tuple, list[float]]:
+    """Top-1 of each candidate at phi = 1 over its seeds (the first training and any repeats); with `trained`,
+    only trainings of their own (not the shared score of a candidate that rounds to an already trained network,
+    which would count one measurement twice)."""
+    scores: dict[tuple, list[float]] = {}
+    for t in trials:
+        if t.top1 is not None and t.phi == 1.0 and not (trained and t.same_network_as is not None):
+            scores.setdefault((t.kind, t.alpha, t.beta, t.gamma), []).append(t.top1)
+    return scores
+
+
+def judge(trials: tuple[TrialRecord, ...]) -> tuple[TrialRecord | None, dict | None]:
+    """The best compound candidate by mean top-1 over its seeds (its first trial), and how sure that is: the
+    seed noise, and the winner against the runner-up and the best single-dimension reference."""
+    scores = _scores(trials)
+    compounds = sorted((k for k in scores if k[0] == "compound"), key=lambda k: -statistics.fmean(scores[k]))
+    if not compounds:
+        return None, None
+    winner = compounds[0]
+    best = next(t for t in trials if (t.kind, t.alpha, t.beta, t.gamma) == winner and t.phi == 1.0
+                and t.repeat == 0 and t.top1 is not None)
+    noise = seed_noise(_scores(trials, trained=True))
+    if noise is None:
+        return best, {"noise": None, "test": TEST, "message": "seed noise not measured (--repeats 0): the winner "
+                      "may be a coin toss"}
+    references = sorted((k for k in scores if k[0] in ("depth", "width", "resolution")),
+                        key=lambda k: -statistics.fmean(scores[k]))
+    rivals = {"runner_up": compounds[1] if len(compounds) > 1 else None,
+              "best_reference": references[0] if references else None}
+    result = {"noise": {"std": noise.std, "dof": noise.dof}, "test": TEST}
+    for name, rival in rivals.items():
+        if rival is not None:
+            c = compare(scores[winner], scores[rival], noise)
+            result[name] = {"kind": rival[0], "alpha": rival[1], "beta": rival[2], "gamma": rival[3],
+                            "difference": c.difference, "t": c.t, "critical": c.critical,
+                            "significant": c.significant}
+    tied = [k for k in compounds[1:] if not compare(scores[winner], scores[k], noise).significant]
+    if tied:
+        points = ", ".join(f"({k[1]:g}, {k[2]:g})" for k in [winner, *tied])
+        result["message"] = f"alpha, beta in {{{points}}} are indistinguishable on this proxy"
+    else:
+        result["message"] = (f"alpha={winner[1]:g}, beta={winner[2]:g} beats every other compound candidate by more "
+                             f"than the seed noise")
+    if "best_reference" in result:
+        beaten = result["best_reference"]["significant"]
+        result["message"] += (f"; it {'beats' if beaten else 'does not beat'} the best single-dimension reference "
+                              f"({result['best_reference']['kind']}-only) by more than the noise")
+    return best, result
+
+
+def repeat_candidates(trials: tuple[TrialRecord, ...], repeats: int, top: int = 3) -> tuple[Candidate, ...]:
+    """The baseline, the `top` best compound candidates and the best single-dimension reference, each to be
+    trained `repeats` more times with other seeds: the seed noise, where it matters for the answer."""
+    scores = _scores(tuple(t for t in trials if t.repeat == 0))
+    ranked = sorted(scores, key=lambda k: -statistics.fmean(scores[k]))
+    chosen = [k for k in ranked if k[0] == "baseline"] + [k for k in ranked if k[0] == "compound"][:top] + \
+        [k for k in ranked if k[0] in ("depth", "width", "resolution")][:1]
+    return tuple(Candidate(alpha, beta, gamma, kind, 1.0, r) for kind, alpha, beta, gamma in chosen
+                 for r in range(1, repeats + 1))
 
 
 @dataclass(frozen=True)

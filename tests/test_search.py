@@ -333,12 +333,16 @@ def test_quick_search_command_end_to_end(tmp_path):
     out = json.loads(result.stdout)
     assert {"best", "phi", "final", "trials"} <= set(out)
     assert out["final"]["macs"] <= 4e9 and out["phi"] > 0
-    assert len(out["trials"]) == len(QUICK.candidates()) >= 3 + 4
+    # --quick repeats the baseline, the 3 best compound candidates and the best reference once, for the noise.
+    assert len([t for t in out["trials"] if t["repeat"] == 0]) == len(QUICK.candidates()) >= 3 + 4
+    assert len([t for t in out["trials"] if t["repeat"] == 1]) == 5
+    assert out["confidence"]["noise"]["dof"] >= 1 and "message" in out["confidence"]
     assert (tmp_path / "studies" / "quick.db").exists() and (tmp_path / "studies" / "best.json").exists()
     assert "trial 1/" in result.stderr and "ETA" in result.stderr
     listed = json.loads(run_scaler("studies", "--json", cwd=tmp_path).stdout)
     assert [(s["name"], s["complete"], s["total"]) for s in listed] == [("quick", len(out["trials"]),
                                                                           len(out["trials"]))]
+    assert "seed noise: top-1 std" in run_scaler("search", "--quick", cwd=tmp_path).stdout  # resumed, reported
     shown = run_scaler("studies", "show", "quick", cwd=tmp_path)
     assert shown.returncode == 0 and "resolution" in shown.stdout and "best: alpha=" in shown.stdout
 

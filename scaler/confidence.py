@@ -1,0 +1,99 @@
+"""How sure a study's answer is: the proxy's seed noise, whether one candidate beats another by more than it, and
+whether two proxies rank candidates alike.
+
+A short proxy training is noisy: the same candidate trained with another seed scores differently. The noise is
+measured by training some candidates with several seeds and pooling their variances (`seed_noise`). Two
+candidates are told apart by a one-sided two-sample t-test with that pooled standard deviation (`compare`):
+the winner's mean top-1 must exceed the other's by more than the 95 % critical value of Student's t times the
+standard error of the difference, with the pooled degrees of freedom. Rank agreement between a short and a
+long proxy is Kendall's tau-b (`kendall_tau`), which allows ties.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+from scaler.errors import ScalerError
+
+# One-sided 95 % critical values of Student's t by degrees of freedom (standard tables); beyond 120, the normal's.
+T_95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860, 9: 1.833, 10: 1.812,
+        11: 1.796, 12: 1.782, 13: 1.771, 14: 1.761, 15: 1.753, 16: 1.746, 17: 1.740, 18: 1.734, 19: 1.729,
+        20: 1.725, 21: 1.721, 22: 1.717, 23: 1.714, 24: 1.711, 25: 1.708, 26: 1.706, 27: 1.703, 28: 1.701,
+        29: 1.699, 30: 1.697, 40: 1.684, 60: 1.671, 120: 1.658}
+Z_95 = 1.645
+
+
+def t_critical(dof: int) -> float:
+    """The one-sided 95 % critical value for `dof` degrees of freedom; between table rows, the row below (the
+    larger, more cautious value)."""
+    if dof < 1:
+        raise ScalerError(f"degrees of freedom: must be at least 1, got {dof}")
+    if dof > 120:
+        return Z_95
+    return T_95[max(d for d in T_95 if d <= dof)]
+
+
+@dataclass(frozen=True)
+class Noise:
+    """The pooled standard deviation of top-1 between seeds, and its degrees of freedom."""
+
+    std: float
+    dof: int
+
+
+def seed_noise(runs: dict[Hashable, Sequence[float]]) -> Noise | None:
+    """Pool the variance of every candidate trained with two or more seeds; None when none was."""
+    repeated = [values for values in runs.values() if len(values) >= 2]
+    dof = sum(len(values) - 1 for values in repeated)
+    if dof == 0:
+        return None
+    pooled = sum(statistics.variance(values) * (len(values) - 1) for values in repeated) / dof
+    return Noise(math.sqrt(pooled), dof)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Whether candidate `a` beats candidate `b` by more than the noise."""
+
+    difference: float  # mean top-1 of a minus mean top-1 of b
+    standard_error: float
+    t: float
+    critical: float
+    significant: bool
+
+
+def compare(a: Sequence[float], b: Sequence[float], noise: Noise) -> Comparison:
+    """One-sided two-sample t-test of mean(a) > mean(b) with the pooled seed noise."""
+    if not a or not b:
+        raise ScalerError("compare: each side needs at least one score")
+    difference = statistics.fmean(a) - statistics.fmean(b)
+    error = noise.std * math.sqrt(1 / len(a) + 1 / len(b))
+    t = difference / error if error > 0 else math.copysign(math.inf, difference) if difference else 0.0
+    critical = t_critical(noise.dof)
+    return Comparison(difference, error, t, critical, t > critical)
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b between two scorings of the same candidates: 1 for the same order, -1 for the reverse."""
+    if len(x) != len(y) or len(x) < 2:
+        raise ScalerError(f"kendall tau: needs two scorings of the same two or more candidates, got {len(x)} and "
+                          f"{len(y)}")
+    concordant = discordant = ties_x = ties_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if dx == 0 and dy == 0:
+                continue
+            if dx == 0:
+                ties_x += 1
+            elif dy == 0:
+                ties_y += 1
+            elif (dx > 0) == (dy > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
+    return (concordant - discordant) / denominator if denominator else 0.0

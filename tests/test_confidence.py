@@ -1,0 +1,131 @@
+"""The statistics of a study's confidence on constructed inputs: known noise, known rankings, significance both
+ways."""
+
+import math
+import random
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scaler.confidence import Noise, compare, kendall_tau, seed_noise, t_critical
+from scaler.errors import ScalerError
+from scaler.search import QUICK, TrialRecord, judge, search
+
+TINY = replace(QUICK, epochs=1, train_size=128, val_size=64, alpha_range=(1.1, 1.2), beta_range=(1.05, 1.05))
+
+
+def test_seed_noise_pools_the_variance_of_repeated_candidates():
+    noise = seed_noise({"a": [0.5, 0.6], "b": [0.3, 0.5, 0.4], "c": [0.9]})
+    # a: variance 0.005 with 1 degree of freedom; b: 0.01 with 2; c: one run, no information.
+    assert noise.dof == 3
+    assert noise.std == pytest.approx(math.sqrt((0.005 * 1 + 0.01 * 2) / 3))
+    assert seed_noise({"a": [0.5], "b": [0.4]}) is None
+
+
+def test_seed_noise_recovers_a_known_standard_deviation():
+    rng = random.Random(0)
+    runs = {k: [0.6 + rng.gauss(0, 0.02) for _ in range(5)] for k in range(200)}
+    noise = seed_noise(runs)
+    assert noise.dof == 800 and noise.std == pytest.approx(0.02, rel=0.05)
+
+
+def test_a_difference_beyond_the_noise_is_significant_and_one_within_it_is_not():
+    noise = Noise(std=0.01, dof=10)
+    clear = compare([0.70, 0.71, 0.70], [0.65, 0.66, 0.65], noise)
+    assert clear.significant and clear.difference == pytest.approx(0.05)
+    assert clear.t == pytest.approx(0.05 / (0.01 * math.sqrt(2 / 3)))
+    close = compare([0.701], [0.699], noise)
+    assert not close.significant and close.critical == 1.812
+    worse = compare([0.60], [0.70], noise)
+    assert not worse.significant and worse.t < 0
+
+
+def test_critical_values_follow_the_table_and_are_cautious_between_rows():
+    assert t_critical(1) == 6.314 and t_critical(30) == 1.697
+    assert t_critical(35) == 1.697 and t_critical(1000) == 1.645
+    with pytest.raises(ScalerError):
+        t_critical(0)
+
+
+def test_kendall_tau_on_known_rankings():
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx((5 - 1) / 6)
+    assert kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / math.sqrt(3 * 2))
+    with pytest.raises(ScalerError):
+        kendall_tau([1], [1])
+
+
+@given(st.lists(st.floats(-1, 1), min_size=2, max_size=12, unique=True))
+def test_kendall_tau_is_one_with_itself_and_minus_one_reversed(values):
+    assert kendall_tau(values, values) == pytest.approx(1.0)
+    assert kendall_tau(values, [-v for v in values]) == pytest.approx(-1.0)
+    shuffled = values[:]
+    random.Random(0).shuffle(shuffled)
+    assert -1.0 <= kendall_tau(values, shuffled) <= 1.0
+
+
+def test_significance_is_calibrated_on_equal_candidates():
+    """Two candidates with the same true score: the test says 'better' in about 5 % of studies, not more."""
+    rng = random.Random(1)
+    hits = 0
+    for _ in range(2000):
+        a = [0.6 + rng.gauss(0, 0.02) for _ in range(3)]
+        b = [0.6 + rng.gauss(0, 0.02) for _ in range(3)]
+        noise = seed_noise({"a": a, "b": b})
+        hits += compare(a, b, noise).significant
+    assert 0.03 < hits / 2000 < 0.07
+
+
+def record(number, kind, alpha, beta, top1, repeat=0, gamma=1.0):
+    return TrialRecord(number=number, state="COMPLETE", kind=kind, alpha=alpha, beta=beta, gamma=gamma, phi=1.0,
+                       repeat=repeat, top1=top1, top1_per_epoch=(top1,), resolution=32, flops_ratio=2.0, params=1,
+                       macs=1, activations=1, wall_seconds=1.0, failure=None, same_network_as=None)
+
+
+def study_trials(winner, runner_up, reference, spread):
+    """Three seeds each of two compound candidates and a width-only reference, +-`spread` around the means."""
+    trials, number = [], 0
+    for kind, alpha, beta, mean in (("compound", 1.2, 1.1, winner), ("compound", 1.1, 1.2, runner_up),
+                                    ("width", 1.0, 1.414, reference)):
+        for repeat, offset in enumerate((0.0, spread, -spread)):
+            trials.append(record(number, kind, alpha, beta, mean + offset, repeat))
+            number += 1
+    return tuple(trials)
+
+
+def test_the_verdict_says_when_the_winner_is_clear():
+    best, verdict = judge(study_trials(0.80, 0.70, 0.60, 0.005))
+    assert (best.alpha, best.beta, best.repeat) == (1.2, 1.1, 0)
+    assert verdict["runner_up"]["significant"] and verdict["best_reference"]["significant"]
+    assert verdict["noise"]["dof"] == 6 and verdict["noise"]["std"] == pytest.approx(0.005)
+    assert verdict["message"] == ("alpha=1.2, beta=1.1 beats every other compound candidate by more than the seed "
+                                  "noise; it beats the best single-dimension reference (width-only) by more than "
+                                  "the noise")
+
+
+def test_the_verdict_says_plainly_when_candidates_are_indistinguishable():
+    _, verdict = judge(study_trials(0.705, 0.70, 0.69, 0.02))
+    assert not verdict["runner_up"]["significant"] and not verdict["best_reference"]["significant"]
+    assert verdict["message"].startswith("alpha, beta in {(1.2, 1.1), (1.1, 1.2)} are indistinguishable")
+    assert verdict["message"].endswith("does not beat the best single-dimension reference (width-only) by more than "
+                                       "the noise")
+
+
+def test_without_repeats_the_verdict_says_the_noise_is_unknown():
+    trials = tuple(t for t in study_trials(0.8, 0.7, 0.6, 0.01) if t.repeat == 0)
+    best, verdict = judge(trials)
+    assert best.alpha == 1.2 and verdict["noise"] is None and "not measured" in verdict["message"]
+
+
+@pytest.mark.slow
+def test_a_quick_study_with_repeats_measures_the_noise(tmp_path):
+    result = search(TINY, None, "r", f"sqlite:///{tmp_path}/r.db", device="cpu", repeats=1)
+    repeated = [t for t in result.trials if t.repeat == 1]
+    kinds = sorted(t.kind for t in repeated)
+    assert kinds[0] == "baseline" and kinds.count("compound") == 2 and len(kinds) == 4  # 2 compound in TINY
+    assert result.confidence["noise"]["dof"] >= 2 and result.confidence["test"].startswith("one-sided")
+    again = search(TINY, None, "r", f"sqlite:///{tmp_path}/r.db", device="cpu", repeats=1)
+    assert again.trials == result.trials  # nothing trained again
