@@ -327,6 +327,9 @@ def budget_options(command):
 @click.option("--prune", is_flag=True, help="Stop candidates whose top-1 falls below the median (Optuna pruner).")
 @click.option("--repeats", type=int, help="Train the baseline, the 3 best candidates and the best reference this "
               "many more times with other seeds, to measure the proxy's noise (default 2; 1 with --quick).")
+@click.option("--check-ranks", type=int, default=0, help="Then train the best candidates for this many epochs and "
+              "report Kendall's tau between the short and the long proxy's rankings.")
+@click.option("--check-top", type=int, default=5, show_default=True, help="How many candidates --check-ranks trains.")
 @click.option("--validate-phi", "validate_phi", help="After the search, train the found family at these phis "
               "(e.g. 0,1,2) and single-dimension scaling at the same FLOPs, into the study.")
 @click.option("--workers", type=int, default=1, show_default=True,
@@ -337,8 +340,8 @@ def budget_options(command):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, recipe, baseline, data,
                    epochs, proxy_resolution, proxy_width, proxy_depth, batch_size, train_size, val_size, seed,
-                   sampler, trials, prune, repeats, validate_phi, workers, study_name, storage, device,
-                   as_json) -> None:
+                   sampler, trials, prune, repeats, check_ranks, check_top, validate_phi, workers, study_name,
+                   storage, device, as_json) -> None:
     """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
     Running the same command again resumes the study: nothing completed is trained again. Several machines
@@ -371,7 +374,8 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
 
     phis = _numbers("--validate-phi", validate_phi) if validate_phi else ()
     result = search(settings, budget, name, storage, device, progress, workers=workers, prune=prune,
-                    validate_phis=phis, repeats=(1 if quick else 2) if repeats is None else repeats, on_start=begin)
+                    validate_phis=phis, repeats=(1 if quick else 2) if repeats is None else repeats,
+                    check_ranks=check_ranks, check_top=check_top, on_start=begin)
     if as_json:
         _emit_json(result.to_dict())
         return
@@ -407,10 +411,15 @@ def _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, b
 
 def _confidence_line(confidence: dict) -> str:
     """The seed noise and what it says about the winner, in one line."""
-    noise = confidence["noise"]
-    if noise is None:
-        return confidence["message"]
-    return f"seed noise: top-1 std {noise['std']:.4f} ({noise['dof']} degrees of freedom); {confidence['message']}"
+    noise, ranks = confidence["noise"], confidence.get("ranks")
+    line = confidence["message"] if noise is None else (f"seed noise: top-1 std {noise['std']:.4f} ({noise['dof']} "
+                                                        f"degrees of freedom); {confidence['message']}")
+    if ranks is not None:
+        line += (f"\nrank check: Kendall's tau {ranks['kendall_tau']:.2f} between the proxy's ranking and a "
+                 f"{ranks['epochs']}-epoch one over {ranks['candidates']} candidates"
+                 + ("; WARNING: low, the short proxy does not rank candidates as a longer training does"
+                    if ranks["warning"] else ""))
+    return line
 
 
 def _trials_table(trials) -> str:
@@ -420,7 +429,7 @@ def _trials_table(trials) -> str:
         time_taken = "-" if t.wall_seconds is None else _duration(t.wall_seconds)
         if t.same_network_as is not None:
             time_taken = f"= trial {t.same_network_as}"
-        kind = f"{t.kind} (seed +{t.repeat})" if t.repeat else t.kind
+        kind = f"{t.kind} (seed +{t.repeat})" if t.repeat else f"{t.kind} ({t.epochs} epochs)" if t.epochs else t.kind
         rows.append([t.number, kind, f"{t.alpha:g}", f"{t.beta:g}", f"{t.gamma:.3f}",
                      "-" if t.resolution is None else t.resolution,
                      "-" if t.flops_ratio is None else f"{t.flops_ratio:.2f}",

@@ -32,6 +32,7 @@ class Candidate:
     kind: str = "compound"
     phi: float = 1.0  # the search scores phi = 1; a family validation scores other phis
     repeat: int = 0  # 0 for the first training; k > 0 trains again with the recipe's seed + k (seed noise)
+    epochs: int = 0  # 0: the recipe's proxy epochs; more: a longer proxy, to check the short one's ranking
 
     @property
     def nominal_flops_ratio(self) -> float:

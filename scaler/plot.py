@@ -91,8 +91,10 @@ def pareto_front(points: list[tuple[int, float, float]]) -> tuple[int, ...]:
 
 
 def study_plot_data(result: SearchResult) -> StudyPlot:
-    # Each candidate's first training; its repeats with other seeds give the error bars (the seed noise).
-    scored = tuple(t for t in result.trials if t.top1 is not None and t.macs is not None and t.repeat == 0)
+    # Each candidate's first training on the study's proxy; its repeats with other seeds give the error bars (the
+    # seed noise); a rank check's longer trainings are another proxy and are left out.
+    scored = tuple(t for t in result.trials if t.top1 is not None and t.macs is not None and t.repeat == 0
+                   and t.epochs == 0)
     landscape = tuple((t.alpha, t.beta, t.gamma, t.top1) for t in scored if t.kind == "compound")
     noise = (result.confidence or {}).get("noise")
     curves = []

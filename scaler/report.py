@@ -90,6 +90,12 @@ def write_report(result: SearchResult, folder: str | Path, figures: dict[str, Pa
             lines.append(f"\nSeed noise: top-1 standard deviation {confidence['noise']['std']:.4f} "
                          f"({confidence['noise']['dof']} degrees of freedom). Test: {confidence['test']}.")
         lines.append(f"\n{confidence['message'][0].upper()}{confidence['message'][1:]}.")
+        ranks = confidence.get("ranks")
+        if ranks is not None:
+            lines.append(f"\nRank check: Kendall's tau {ranks['kendall_tau']:.2f} between the proxy's ranking and a "
+                         f"{ranks['epochs']}-epoch training of the best {ranks['candidates']} candidates"
+                         + (" (low: the short proxy does not rank them as a longer training does)."
+                            if ranks["warning"] else "."))
         parts += ["## Winner", "\n".join(lines)]
     fit = result.fit
     if fit is not None:

@@ -36,7 +36,7 @@ import time
 import tomllib
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
 import optuna
@@ -45,7 +45,7 @@ from optuna.trial import TrialState
 
 from scaler.baselines import resolve_spec
 from scaler.budget import Budget, Fit, fit_phi
-from scaler.confidence import compare, seed_noise
+from scaler.confidence import compare, kendall_tau, seed_noise
 from scaler.data import load_data, parse_data
 from scaler.errors import ScalerError, check_choice, check_int, check_number, read_text
 from scaler.estimate import estimate
@@ -165,6 +165,7 @@ class TrialRecord:
     gamma: float
     phi: float
     repeat: int
+    epochs: int  # 0: the recipe's proxy; more: the longer proxy of a rank check
     top1: float | None
     top1_per_epoch: tuple[float, ...]
     resolution: int | None
@@ -206,10 +207,18 @@ class TrialFailure(Exception):
     """A trial that ends FAIL with its reason in the user attributes; the worker goes on."""
 
 
+CANDIDATE_FIELDS = tuple((f.name, f.default) for f in fields(Candidate))
+
+
 def _key(attrs: dict) -> tuple | None:
+    """A trial's candidate (its user attributes) as a tuple; None for a trial that holds none."""
     if "kind" not in attrs:
         return None
-    return attrs["kind"], attrs["alpha"], attrs["beta"], attrs["gamma"], attrs.get("phi", 1.0), attrs.get("repeat", 0)
+    return tuple(attrs[name] if default is MISSING else attrs.get(name, default) for name, default in CANDIDATE_FIELDS)
+
+
+def _candidate(attrs: dict) -> Candidate:
+    return Candidate(**{name: attrs[name] for name, _ in CANDIDATE_FIELDS if name in attrs})
 
 
 def _hidden(trial: optuna.trial.FrozenTrial) -> bool:
@@ -226,7 +235,7 @@ def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
     return TrialRecord(
         number=trial.number, state=trial.state.name, kind=attrs.get("kind", "?"), alpha=attrs.get("alpha", 0.0),
         beta=attrs.get("beta", 0.0), gamma=attrs.get("gamma", 0.0), phi=attrs.get("phi", 1.0),
-        repeat=attrs.get("repeat", 0),
+        repeat=attrs.get("repeat", 0), epochs=attrs.get("epochs", 0),
         top1=trial.value if trial.state == TrialState.COMPLETE else None,
         top1_per_epoch=tuple(attrs.get("top1_per_epoch") or ()), resolution=attrs.get("resolution"),
         flops_ratio=attrs.get("flops_ratio"),
@@ -320,8 +329,8 @@ def settle(study: optuna.Study, recipe: Recipe, retry_errors: bool = False, extr
     for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         key = _key(trial.user_attrs)
         if key is not None and not _hidden(trial):
-            wanted.setdefault(key, {k: trial.user_attrs[k] for k in ("kind", "alpha", "beta", "gamma", "phi",
-                                                                     "repeat", "sampled") if k in trial.user_attrs})
+            names = [name for name, _ in CANDIDATE_FIELDS] + ["sampled"]
+            wanted.setdefault(key, {k: trial.user_attrs[k] for k in names if k in trial.user_attrs})
     queued = 0
     for key, attrs in wanted.items():
         if key not in settled:
@@ -400,11 +409,13 @@ class _Objective:
                 return other
         return None
 
-    def _same_network(self, trial: optuna.Trial, network: Spec, repeat: int) -> optuna.trial.FrozenTrial | None:
+    def _same_network(self, trial: optuna.Trial, network: Spec, candidate: Candidate
+                      ) -> optuna.trial.FrozenTrial | None:
         """A trained trial whose candidate rounds to the very same network: its score is this one's (training is
         deterministic), so it is not trained again. Shallow proxies make this common: ceil rounding gives every
         alpha in (1, 2] two blocks for a one-block stage."""
-        digest = fingerprint((), network={k: v for k, v in to_dict(network).items() if k != "name"}, repeat=repeat)
+        digest = fingerprint((), network={k: v for k, v in to_dict(network).items() if k != "name"},
+                             repeat=candidate.repeat, epochs=candidate.epochs)
         trial.set_user_attr("network", digest)
         return next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                      if t.user_attrs.get("network") == digest and "same_network_as" not in t.user_attrs), None)
@@ -423,8 +434,7 @@ class _Objective:
                 return other.value
             trial.set_user_attr("failure_kind", "surplus")
             raise TrialFailure(f"surplus: trial {other.number} has this candidate")
-        return self._train(trial, Candidate(attrs["alpha"], attrs["beta"], attrs["gamma"], attrs["kind"],
-                                            attrs.get("phi", 1.0), attrs.get("repeat", 0)))
+        return self._train(trial, _candidate(attrs))
 
     def _train(self, trial: optuna.Trial, candidate: Candidate) -> float:
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(self.device)})
@@ -439,7 +449,7 @@ class _Objective:
         trial.set_user_attr("macs", cost.macs)
         trial.set_user_attr("activations", cost.activations)
         trial.set_user_attr("resolution", network.resolution)
-        twin = self._same_network(trial, network, candidate.repeat)
+        twin = self._same_network(trial, network, candidate)
         if twin is not None:
             for name in ("top1_per_epoch", "images_per_second"):
                 trial.set_user_attr(name, twin.user_attrs.get(name))
@@ -455,7 +465,8 @@ class _Objective:
                 raise optuna.TrialPruned(f"top-1 {top1:.3f} after epoch {epoch + 1} is below the median")
 
         try:
-            result = train(network, self.data, epochs=self.recipe.epochs, batch_size=self.recipe.batch_size,
+            result = train(network, self.data, epochs=candidate.epochs or self.recipe.epochs,
+                           batch_size=self.recipe.batch_size,
                            device=self.device, seed=self.recipe.seed + candidate.repeat, on_epoch=report_epoch)
         except TrainingError as error:
             kind = "oom" if isinstance(error, OutOfMemory) else "nonfinite" if isinstance(error, NonFiniteLoss) \
@@ -576,6 +587,8 @@ def search(
     prune: bool = False,
     validate_phis: tuple[float, ...] = (),
     repeats: int = 0,
+    check_ranks: int = 0,
+    check_top: int = 5,
     on_start: Callable[[int, int], None] | None = None,
 ) -> SearchResult:
     """Train every candidate of the study not yet trained, with `workers` processes, then fit phi to `budget`
@@ -583,6 +596,8 @@ def search(
 
     `repeats`: then train the baseline, the three best compound candidates and the best single-dimension
     reference `repeats` more times with other seeds, measuring the proxy's seed noise (see `judge`).
+    `check_ranks`: then train the `check_top` best compound candidates for that many epochs, and compare the
+    rankings (Kendall's tau, see `rank_check`).
     `validate_phis`: then train the found family at those phis on the proxy, and depth-, width- and
     resolution-only scaling at the same nominal FLOPs, into the same study (the paper's scaling curves).
 
@@ -605,6 +620,9 @@ def search(
     for phi in validate_phis:
         check_number("validate phi", phi, 0, 8)
     check_int("repeats", repeats, 0)
+    if check_ranks:
+        check_int("check ranks", check_ranks, recipe.epochs + 1)
+        check_int("check top", check_top, 2)
     study = open_study(recipe, study_name, storage, prune=prune)
     settle(study, recipe, retry_errors=True)
     if on_start is not None:
@@ -623,6 +641,8 @@ def search(
         b = found.best
         extra = repeat_candidates(found.trials, repeats) + family_candidates(
             b.alpha, b.beta, b.gamma, tuple(sorted({float(phi) for phi in validate_phis})))
+        if check_ranks:
+            extra += rank_candidates(found.trials, check_ranks, check_top)
     if extra:
         known = [Candidate(**c) for c in study.user_attrs.get("extra", [])]
         study.set_user_attr("extra", [asdict(c) for c in dict.fromkeys(known + list(extra))])
@@ -655,6 +675,8 @@ def report(study_name: str, storage: str, budget: Budget | None = None) -> Searc
     recipe = stored_recipe(study)
     trials = records(study)
     best, confidence = judge(trials)
+    if confidence is not None:
+        confidence["ranks"] = rank_check(trials)
     fit, spec_path = None, None
     if best is not None and budget is not None:
         fit = fit_phi(recipe.baseline, budget, best.alpha, best.beta, best.gamma)
@@ -669,7 +691,7 @@ def _scores(trials: tuple[TrialRecord, ...], trained: bool = False) -> dict[tupl
     which would count one measurement twice)."""
     scores: dict[tuple, list[float]] = {}
     for t in trials:
-        if t.top1 is not None and t.phi == 1.0 and not (trained and t.same_network_as is not None):
+        if t.top1 is not None and t.phi == 1.0 and t.epochs == 0 and not (trained and t.same_network_as is not None):
             scores.setdefault((t.kind, t.alpha, t.beta, t.gamma), []).append(t.top1)
     return scores
 
@@ -722,6 +744,27 @@ def repeat_candidates(trials: tuple[TrialRecord, ...], repeats: int, top: int = 
         [k for k in ranked if k[0] in ("depth", "width", "resolution")][:1]
     return tuple(Candidate(alpha, beta, gamma, kind, 1.0, r) for kind, alpha, beta, gamma in chosen
                  for r in range(1, repeats + 1))
+
+
+def rank_candidates(trials: tuple[TrialRecord, ...], epochs: int, top: int) -> tuple[Candidate, ...]:
+    """The `top` best compound candidates again, trained for `epochs` (a longer proxy) with the first seed."""
+    scores = _scores(tuple(t for t in trials if t.repeat == 0))
+    ranked = sorted((k for k in scores if k[0] == "compound"), key=lambda k: -statistics.fmean(scores[k]))
+    return tuple(Candidate(alpha, beta, gamma, kind, 1.0, 0, epochs) for kind, alpha, beta, gamma in ranked[:top])
+
+
+def rank_check(trials: tuple[TrialRecord, ...]) -> dict | None:
+    """Kendall's tau between the short proxy's first scores and the longer proxy's for the same candidates; a
+    warning when it is below 0.5 (the short proxy then ranks candidates unlike a longer training)."""
+    long = {(t.alpha, t.beta, t.gamma): t for t in trials if t.epochs > 0 and t.top1 is not None}
+    short = {(t.alpha, t.beta, t.gamma): t.top1 for t in trials if t.kind == "compound" and t.epochs == 0
+             and t.repeat == 0 and t.phi == 1.0 and t.top1 is not None}
+    keys = [k for k in long if k in short]
+    if len(keys) < 2:
+        return None
+    tau = kendall_tau([short[k] for k in keys], [long[k].top1 for k in keys])
+    return {"epochs": next(iter(long.values())).epochs, "candidates": len(keys), "kendall_tau": tau,
+            "warning": tau < 0.5}
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from scaler.confidence import Noise, compare, kendall_tau, seed_noise, t_critical
 from scaler.errors import ScalerError
-from scaler.search import QUICK, TrialRecord, judge, search
+from scaler.search import QUICK, TrialRecord, judge, rank_check, search
 
 TINY = replace(QUICK, epochs=1, train_size=128, val_size=64, alpha_range=(1.1, 1.2), beta_range=(1.05, 1.05))
+TEN = replace(TINY, alpha_range=(1.1, 1.3), beta_range=(1.05, 1.15))
 
 
 def test_seed_noise_pools_the_variance_of_repeated_candidates():
@@ -79,9 +80,9 @@ def test_significance_is_calibrated_on_equal_candidates():
     assert 0.03 < hits / 2000 < 0.07
 
 
-def record(number, kind, alpha, beta, top1, repeat=0, gamma=1.0):
+def record(number, kind, alpha, beta, top1, repeat=0, gamma=1.0, epochs=0):
     return TrialRecord(number=number, state="COMPLETE", kind=kind, alpha=alpha, beta=beta, gamma=gamma, phi=1.0,
-                       repeat=repeat, top1=top1, top1_per_epoch=(top1,), resolution=32, flops_ratio=2.0, params=1,
+                       repeat=repeat, epochs=epochs, top1=top1, top1_per_epoch=(top1,), resolution=32, flops_ratio=2.0, params=1,
                        macs=1, activations=1, wall_seconds=1.0, failure=None, same_network_as=None)
 
 
@@ -129,3 +130,37 @@ def test_a_quick_study_with_repeats_measures_the_noise(tmp_path):
     assert result.confidence["noise"]["dof"] >= 2 and result.confidence["test"].startswith("one-sided")
     again = search(TINY, None, "r", f"sqlite:///{tmp_path}/r.db", device="cpu", repeats=1)
     assert again.trials == result.trials  # nothing trained again
+
+
+def ranked_trials(short, long):
+    """Compound candidates with a short-proxy score each and a 12-epoch score each."""
+    trials = [record(i, "compound", 1.0 + i / 20, 1.0, score) for i, score in enumerate(short)]
+    trials += [record(len(short) + i, "compound", 1.0 + i / 20, 1.0, score, epochs=12) for i, score in enumerate(long)]
+    return tuple(trials)
+
+
+def test_rank_check_agrees_when_the_long_proxy_ranks_alike():
+    ranks = rank_check(ranked_trials([0.5, 0.6, 0.7, 0.8], [0.6, 0.7, 0.8, 0.9]))
+    assert ranks == {"epochs": 12, "candidates": 4, "kendall_tau": 1.0, "warning": False}
+
+
+def test_rank_check_warns_when_the_long_proxy_ranks_otherwise():
+    ranks = rank_check(ranked_trials([0.5, 0.6, 0.7, 0.8], [0.9, 0.7, 0.8, 0.6]))
+    assert ranks["kendall_tau"] == pytest.approx(-4 / 6) and ranks["warning"]
+    assert rank_check(ranked_trials([0.5, 0.6], [])) is None
+
+
+def test_the_long_proxy_is_kept_out_of_the_winner_and_the_noise():
+    trials = ranked_trials([0.5, 0.6], [0.9, 0.1])
+    best, _ = judge(trials)
+    assert best.top1 == 0.6 and best.epochs == 0
+
+
+@pytest.mark.slow
+def test_a_study_checks_its_ranking_with_a_longer_proxy(tmp_path):
+    result = search(TEN, None, "k", f"sqlite:///{tmp_path}/k.db", device="cpu", check_ranks=2, check_top=3)
+    long = [t for t in result.trials if t.epochs == 2]
+    assert len(long) == 3 and all(t.kind == "compound" and len(t.top1_per_epoch) == 2 for t in long)
+    ranks = result.confidence["ranks"]
+    assert ranks["epochs"] == 2 and ranks["candidates"] == 3 and -1 <= ranks["kendall_tau"] <= 1
+    assert ranks["warning"] == (ranks["kendall_tau"] < 0.5)
