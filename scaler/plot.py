@@ -161,13 +161,12 @@ def draw_study(data: StudyPlot) -> Figure:
         if data.chosen is not None:
             best = by_number[data.chosen]
             land.scatter([best.alpha], [best.beta], s=420, marker="s", facecolors="none", edgecolors="red",
-                         linewidths=2, label="chosen")
-            land.legend(fontsize=8, loc="upper right")
+                         linewidths=2)
     else:
         land.text(0.5, 0.5, "no compound candidate scored yet", ha="center", va="center", transform=land.transAxes)
     land.set_xlabel("alpha (depth)")
     land.set_ylabel("beta (width)")
-    land.set_title("alpha-beta landscape (cell text: gamma)")
+    land.set_title("alpha-beta landscape (cell text: gamma; red: chosen)")
     return figure
 
 
