@@ -648,7 +648,10 @@ def search(
         study.set_user_attr("extra", [asdict(c) for c in dict.fromkeys(known + list(extra))])
         settle(study, recipe, extra=extra)
         train_what_is_queued()
-    return report(study_name, storage, budget)
+    result = report(study_name, storage, budget)
+    if result.confidence is not None:
+        study.set_user_attr("seed_noise", result.confidence["noise"])  # for any tool that opens the study
+    return result
 
 
 def study_total(study: optuna.Study) -> int:

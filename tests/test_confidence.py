@@ -5,6 +5,7 @@ import math
 import random
 from dataclasses import replace
 
+import optuna
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -128,6 +129,8 @@ def test_a_quick_study_with_repeats_measures_the_noise(tmp_path):
     kinds = sorted(t.kind for t in repeated)
     assert kinds[0] == "baseline" and kinds.count("compound") == 2 and len(kinds) == 4  # 2 compound in TINY
     assert result.confidence["noise"]["dof"] >= 2 and result.confidence["test"].startswith("one-sided")
+    stored = optuna.load_study(study_name="r", storage=f"sqlite:///{tmp_path}/r.db").user_attrs["seed_noise"]
+    assert stored == result.confidence["noise"]
     again = search(TINY, None, "r", f"sqlite:///{tmp_path}/r.db", device="cpu", repeats=1)
     assert again.trials == result.trials  # nothing trained again
 
