@@ -164,7 +164,7 @@ def some_done_one_running(name, storage):
 def test_ctrl_c_then_the_same_command_completes_every_candidate_once(tmp_path, workers):
     recipe = write_recipe(tmp_path / "c.toml", TEN, epochs=2)
     storage = str(tmp_path / "c.log")
-    command = ["search", "--recipe", recipe, "--storage", storage, "--workers", workers, "--device", "cpu"]
+    command = ["search", "--repeats", "0", "--recipe", recipe, "--storage", storage, "--workers", workers, "--device", "cpu"]
     process = start(command, tmp_path, start_new_session=True)  # its own process group, as a terminal's job
     wait_for(lambda: some_done_one_running("c", storage))
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches every process of the job
@@ -184,7 +184,7 @@ def test_ctrl_c_then_the_same_command_completes_every_candidate_once(tmp_path, w
 @pytest.mark.slow
 def test_a_postgresql_restart_mid_study_loses_nothing(tmp_path, postgres_server, postgres_url):
     recipe = write_recipe(tmp_path / "r.toml", TEN, epochs=2)
-    command = ["search", "--recipe", recipe, "--storage", postgres_url, "--device", "cpu"]
+    command = ["search", "--repeats", "0", "--recipe", recipe, "--storage", postgres_url, "--device", "cpu"]
     process = start(command, tmp_path)
     wait_for(lambda: some_done_one_running("r", postgres_url))
     postgres_server.restart()
@@ -202,7 +202,7 @@ def test_two_studies_share_one_database(tmp_path, postgres_url):
     grid once, and neither's fingerprint stops the other."""
     first = write_recipe(tmp_path / "a.toml", TEN)
     second = write_recipe(tmp_path / "b.toml", TEN, seed=7, alpha_range=(1.0, 1.2))
-    processes = [start(["search", "--recipe", recipe, "--storage", postgres_url, "--device", "cpu"], tmp_path,
+    processes = [start(["search", "--repeats", "0", "--recipe", recipe, "--storage", postgres_url, "--device", "cpu"], tmp_path,
                        env=os.environ | {"OMP_NUM_THREADS": "1"}) for recipe in (first, second)]
     outputs = [p.communicate(timeout=600) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], [err[-1000:] for _, err in outputs]
@@ -223,7 +223,7 @@ def test_eight_workers_on_one_postgresql_study_train_exactly_the_grid(tmp_path, 
     for round_ in range(3):
         url = new_database(postgres_server)
         settle(open_study(load, "load", url), load)  # made once, first; the workers join it
-        result = run_scaler("search", "--recipe", recipe, "--storage", url, "--workers", 8, "--device", "cpu",
+        result = run_scaler("search", "--repeats", "0", "--recipe", recipe, "--storage", url, "--workers", 8, "--device", "cpu",
                             cwd=tmp_path)
         assert result.returncode == 0, (round_, result.stderr[-2000:])
         assert completed("load", url) == expected(load), round_

@@ -39,9 +39,11 @@ def write_recipe(path, recipe=TINY, **changes):
 
 
 def completed(study_name, storage):
-    """The candidate of every COMPLETE trial (repeats would show as duplicates)."""
+    """The candidate of every COMPLETE trial (a candidate trained twice would show twice; a seed repeat or a
+    longer proxy is another candidate, and shows as one)."""
     study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    return sorted((r.kind, r.alpha, r.beta, r.gamma) for r in records(study) if r.state == "COMPLETE")
+    return sorted((r.kind, r.alpha, r.beta, r.gamma) + ((r.repeat,) if r.repeat else ()) +
+                  ((r.epochs,) if r.epochs else ()) for r in records(study) if r.state == "COMPLETE")
 
 
 def expected(recipe):
@@ -323,7 +325,7 @@ def test_a_recipe_with_an_error_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "r.toml").write_text("epochs = 0\n")
     with pytest.raises(SystemExit) as exit_info:
-        main(["search", "--recipe", "r.toml"])
+        main(["search", "--repeats", "0", "--recipe", "r.toml"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip() == "scaler: error: recipe r.toml: epochs: must be at least 1, got 0"
 
@@ -382,7 +384,7 @@ def running_after_one_complete(storage):
 def test_kill_9_of_a_search_then_the_same_command_completes_every_candidate_once(tmp_path):
     recipe = write_recipe(tmp_path / "k.toml", TEN, epochs=2)
     storage = f"sqlite:///{tmp_path}/k.db"
-    command = ["search", "--recipe", recipe, "--storage", storage, "--device", "cpu"]
+    command = ["search", "--repeats", "0", "--recipe", recipe, "--storage", storage, "--device", "cpu"]
     process = subprocess.Popen([sys.executable, "-m", "scaler", *map(str, command)], cwd=tmp_path,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -405,7 +407,7 @@ def test_a_worker_lost_on_another_machine_is_found_by_its_heartbeat(tmp_path, mo
     storage = f"sqlite:///{tmp_path}/k.db"
     remote = ("import socket, sys; import scaler.storage as s; s.HEARTBEAT_SECONDS = 1; s.GRACE_SECONDS = 3; "
               "socket.gethostname = lambda: 'another-machine'; from scaler.cli import main; main(sys.argv[1:])")
-    process = subprocess.Popen([sys.executable, "-c", remote, "search", "--recipe", str(recipe), "--storage", storage,
+    process = subprocess.Popen([sys.executable, "-c", remote, "search", "--repeats", "0", "--recipe", str(recipe), "--storage", storage,
                                 "--device", "cpu"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: running_after_one_complete(storage))
@@ -425,7 +427,7 @@ def test_a_worker_lost_on_another_machine_is_found_by_its_heartbeat(tmp_path, mo
 def test_three_workers_on_a_journal_file_train_every_candidate_once(tmp_path):
     recipe = write_recipe(tmp_path / "w.toml", TEN)
     storage = str(tmp_path / "w.log")
-    result = run_scaler("search", "--recipe", recipe, "--storage", storage, "--workers", 3, "--device", "cpu",
+    result = run_scaler("search", "--repeats", "0", "--recipe", recipe, "--storage", storage, "--workers", 3, "--device", "cpu",
                         "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert completed("w", storage) == expected(TEN)
@@ -438,7 +440,7 @@ def test_three_workers_on_a_journal_file_train_every_candidate_once(tmp_path):
 def test_three_machines_on_one_postgresql_study_train_every_candidate_once(tmp_path, postgres_url):
     """Three separate `scaler search` commands (as on three machines) against one study on a real server."""
     recipe = write_recipe(tmp_path / "pg.toml", TEN)
-    command = [sys.executable, "-m", "scaler", "search", "--recipe", str(recipe), "--storage", postgres_url,
+    command = [sys.executable, "-m", "scaler", "search", "--repeats", "0", "--recipe", str(recipe), "--storage", postgres_url,
                "--device", "cpu"]
     # The study is made once, first (many workers creating the schema at once can collide); then all three join.
     settle(open_study(TEN, "pg", postgres_url), TEN)
@@ -455,7 +457,7 @@ def test_three_machines_on_one_postgresql_study_train_every_candidate_once(tmp_p
 @pytest.mark.slow
 def test_three_workers_on_postgresql_train_every_candidate_once(tmp_path, postgres_url):
     recipe = write_recipe(tmp_path / "pgw.toml", TEN)
-    result = run_scaler("search", "--recipe", recipe, "--storage", postgres_url, "--workers", 3, "--device", "cpu",
+    result = run_scaler("search", "--repeats", "0", "--recipe", recipe, "--storage", postgres_url, "--workers", 3, "--device", "cpu",
                         cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert completed("pgw", postgres_url) == expected(TEN)
