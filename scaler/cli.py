@@ -568,7 +568,8 @@ def report_command(study, storage, output, budget_gflops, budget_params, budget_
     Example: scaler report quick --budget-gflops 4
     """
     url = find_study(study, storage)
-    recipe = report(study, url).recipe
+    result = report(study, url)
+    recipe = result.recipe
     budget = _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms,
                      batch_size or recipe.batch_size, device)
     folder = Path(output) if output else storage_folder(url) / f"{study}-report"
@@ -576,7 +577,8 @@ def report_command(study, storage, output, budget_gflops, budget_params, budget_
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ScalerError(f"output: cannot make {folder}: {error.strerror}") from None
-    result = report(study, url, budget)
+    if budget is not None:
+        result = report(study, url, budget)  # read again with the fit of phi to the budget
     figures = {"Top-1 against FLOPs": folder / "study.png"}
     plot_study(result, figures["Top-1 against FLOPs"])
     if result.best is not None:

@@ -295,20 +295,22 @@ def open_study(recipe: Recipe, study_name: str, storage: str, worker: int = 0, p
     return study
 
 
+def _finished(trial: optuna.trial.FrozenTrial, failures: tuple[str, ...] = SETTLED_FAILURES) -> bool:
+    """Complete, pruned, or failed for one of `failures` (reasons of the candidate's own): not trained again."""
+    return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+        trial.state == TrialState.FAIL and trial.user_attrs.get("failure_kind") in failures)
+
+
+def _pending(trial: optuna.trial.FrozenTrial) -> bool:
+    return trial.state in (TrialState.RUNNING, TrialState.WAITING)
+
+
 def _settled_keys(study: optuna.Study, settled_failures: tuple[str, ...] = SETTLED_FAILURES,
                   pending: bool = True) -> set[tuple]:
-    """The candidates that are finished (complete, pruned, or failed for a reason of their own) and, with
-    `pending`, those queued or running."""
-    finished = (TrialState.COMPLETE, TrialState.PRUNED) + ((TrialState.RUNNING, TrialState.WAITING) if pending else ())
-    keys = set()
-    for trial in study.get_trials(deepcopy=False):
-        key = _key(trial.user_attrs)
-        if key is None or _hidden(trial):
-            continue
-        if trial.state in finished or (trial.state == TrialState.FAIL and
-                                       trial.user_attrs.get("failure_kind") in settled_failures):
-            keys.add(key)
-    return keys
+    """The candidates that are finished and, with `pending`, those queued or running."""
+    return {_key(t.user_attrs) for t in study.get_trials(deepcopy=False)
+            if _key(t.user_attrs) is not None and not _hidden(t)
+            and (_finished(t, settled_failures) or (pending and _pending(t)))}
 
 
 def settle(study: optuna.Study, recipe: Recipe, retry_errors: bool = False, extra: tuple[Candidate, ...] = ()) -> int:
@@ -348,7 +350,7 @@ def _proposed(study: optuna.Study, before: int | None = None) -> int:
             break
         if not t.user_attrs.get("sampled") or t.user_attrs.get("failure_kind") in HIDDEN:
             continue
-        if t.state != TrialState.FAIL or t.user_attrs.get("failure_kind") in SETTLED_FAILURES:
+        if _finished(t) or _pending(t):
             count += 1
     return count
 
@@ -404,8 +406,7 @@ class _Objective:
                 continue
             if other.state == TrialState.RUNNING and other.number < trial.number:
                 return other
-            if other.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-                    other.state == TrialState.FAIL and other.user_attrs.get("failure_kind") in FINAL_FAILURES):
+            if _finished(other, FINAL_FAILURES):
                 return other
         return None
 
