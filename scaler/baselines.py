@@ -1,7 +1,9 @@
 """The named baseline networks, each the same network, layer for layer, as torchvision's model of that name.
 
 EfficientNet-B1..B7 are B0 scaled by the paper's hand-picked (width, depth, resolution, dropout) table,
-which is not alpha^phi; the V2 models are explicit stage tables, as in their paper.
+which is not alpha^phi; the V2 models S, M and L are explicit stage tables, as in their paper, and V2-B0..B3
+are the V2 base network scaled by its own table with V2 rounding (google/automl's effnetv2_configs; the
+parameter counts equal timm's tf_efficientnetv2_b0..b3).
 """
 
 from __future__ import annotations
@@ -63,6 +65,20 @@ def _efficientnet_v2(name, stem, fused_rows, mbconv_rows, resolution, dropout) -
     )
 
 
+# EfficientNetV2's B1-B3: (width, depth, evaluation resolution, dropout), from google/automl's effnetv2_configs.
+EFFICIENTNETV2_COEFFICIENTS = {
+    "efficientnetv2-b1": (1.0, 1.1, 240, 0.2),
+    "efficientnetv2-b2": (1.1, 1.2, 260, 0.3),
+    "efficientnetv2-b3": (1.2, 1.4, 300, 0.3),
+}
+EFFICIENTNETV2_B0 = _efficientnet_v2(
+    "efficientnetv2-b0", 32,
+    [(1, 16, 1, 3, 1), (2, 32, 2, 3, 4), (2, 48, 2, 3, 4)],
+    [(3, 96, 2, 3, 4), (5, 112, 1, 3, 6), (8, 192, 2, 3, 6)],
+    resolution=224, dropout=0.2,
+)
+
+
 def _resnet(name: str, block: str, repeats, channels, expansion: int) -> Spec:
     return Spec(
         name=name,
@@ -83,6 +99,11 @@ _BASELINES = {
             norm_momentum=0.01 if w >= 1.6 else 0.1,
         )
         for name, (w, d, r, p) in EFFICIENTNET_COEFFICIENTS.items()
+    },
+    "efficientnetv2-b0": EFFICIENTNETV2_B0,
+    **{
+        name: scale(EFFICIENTNETV2_B0, width=w, depth=d, resolution=r, dropout=p, name=name)
+        for name, (w, d, r, p) in EFFICIENTNETV2_COEFFICIENTS.items()
     },
     "efficientnetv2-s": _efficientnet_v2(
         "efficientnetv2-s", 24,

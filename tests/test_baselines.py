@@ -13,6 +13,7 @@ from torch import nn
 from scaler.baselines import baseline_names, get_baseline, resolve_spec
 from scaler.build import build_model
 from scaler.errors import ScalerError
+from scaler.estimate import estimate
 from scaler.scaling import compound, scale
 from scaler.spec import save_spec
 
@@ -31,6 +32,14 @@ TORCHVISION = {
     "resnet18": "resnet18",
     "resnet50": "resnet50",
     "convnext-tiny": "convnext_tiny",
+}
+# EfficientNetV2's base network and its B1-B3, which torchvision lacks: timm's tf_efficientnetv2_b0..b3 parameter
+# counts (width, depth, resolution: (1.0, 1.0, 224), (1.0, 1.1, 240), (1.1, 1.2, 260), (1.2, 1.4, 300)).
+EFFICIENTNETV2_B = {
+    "efficientnetv2-b0": (7_139_704, 224),
+    "efficientnetv2-b1": (8_141_052, 240),
+    "efficientnetv2-b2": (10_096_086, 260),
+    "efficientnetv2-b3": (14_358_406, 300),
 }
 # Building these takes a second or more each (torchvision's twin as long again): slow.
 BIG = {"efficientnet-b7", "efficientnetv2-m", "efficientnetv2-l"}
@@ -54,12 +63,13 @@ def test_every_published_model_is_a_baseline():
         assert get_baseline(name).name == name
 
 
-def test_baselines_are_the_published_set_and_torchvision_map_covers_them():
-    assert set(baseline_names()) == set(MODELS) == set(TORCHVISION)
+def test_baselines_are_the_published_set_and_the_v2_b_series():
+    assert set(baseline_names()) == set(MODELS) | set(EFFICIENTNETV2_B)
+    assert set(MODELS) == set(TORCHVISION)
     assert len(baseline_names()) == len(set(baseline_names()))
 
 
-@pytest.mark.parametrize("name", baseline_names())
+@pytest.mark.parametrize("name", MODELS)
 def test_published_resolution_and_paper_coefficients(name):
     spec = get_baseline(name)
     assert spec.resolution == MODELS[name]["resolution"]
@@ -111,6 +121,28 @@ def test_parameter_count_is_published(name):
     assert _count(build_model(name)) == MODELS[name]["params"]
 
 
+@pytest.mark.parametrize("name", EFFICIENTNETV2_B)
+def test_efficientnetv2_b_series_parameter_counts_and_resolutions(name):
+    params, resolution = EFFICIENTNETV2_B[name]
+    spec = get_baseline(name)
+    assert spec.resolution == resolution and spec.rounding == "v2"
+    assert _count(build_model(spec)) == params
+    assert estimate(spec).params == params
+    assert spec.stages[0].block == "fused_mbconv" and spec.stages[-1].block == "mbconv"
+
+
+def test_efficientnetv2_b_series_is_the_base_scaled_without_the_ninety_percent_rule():
+    # B3's width 1.2 turns 112 channels into 134.4: V2 rounds to 136 (nearest multiple of 8), and never adds 8 for
+    # falling below 90 % of the exact width as V1 would; B2's 1.1 x 48 = 52.8 goes to 56.
+    b0, b2, b3 = (get_baseline(f"efficientnetv2-b{i}") for i in (0, 2, 3))
+    assert [s.channels for s in b0.stages] == [16, 32, 48, 96, 112, 192]
+    assert [s.repeats for s in b0.stages] == [1, 2, 2, 3, 5, 8]
+    assert [s.channels for s in b2.stages] == [16, 32, 56, 104, 120, 208]
+    assert [s.channels for s in b3.stages] == [16, 40, 56, 112, 136, 232]
+    assert [s.repeats for s in b3.stages] == [2, 3, 3, 5, 7, 12]
+    assert (b3.stem.channels, b3.head.channels) == (40, 1536)
+
+
 # ---------------------------------------------------------------- layer for layer with torchvision
 
 
@@ -156,7 +188,7 @@ def _check_same_module(key: str, ours: nn.Module, theirs: nn.Module) -> None:
         assert type(ours).__name__ == "SqueezeExcitation", key
 
 
-@pytest.mark.parametrize("name", _params(baseline_names()))
+@pytest.mark.parametrize("name", _params(MODELS))
 def test_layer_for_layer_equal_to_torchvision(name):
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
@@ -188,7 +220,7 @@ def test_layer_for_layer_equal_to_torchvision(name):
     assert torch.equal(got, expected)
 
 
-@pytest.mark.parametrize("name", _params(baseline_names()))
+@pytest.mark.parametrize("name", _params(MODELS))
 def test_batchnorm_momentum_matches_torchvision(name):
     # torchvision builds EfficientNet-B5..B7 with BatchNorm momentum 0.01 (their weights come from
     # TensorFlow's decay 0.99); the running statistics then move at the same speed in fine-tuning.
@@ -200,7 +232,7 @@ def test_batchnorm_momentum_matches_torchvision(name):
     assert not wrong, f"{len(wrong)} BatchNorm layers differ, e.g. {wrong[0]}"
 
 
-@pytest.mark.parametrize("name", _params(baseline_names()))
+@pytest.mark.parametrize("name", _params(MODELS))
 def test_stochastic_depth_rates_match_torchvision(name):
     # torchvision's EfficientNet rule is drop_path * i / n over the n blocks, its ConvNeXt rule
     # drop_path * i / (n - 1) (the last block gets the full rate).

@@ -82,7 +82,7 @@ def test_baselines_lists_every_name(capsys):
     out = ok(capsys, "baselines")
     names = [line.split()[0] for line in out.splitlines()[2:] if line.strip() and not line.startswith("FLOPs")]
     assert names == baseline_names()
-    assert len(names) == 15
+    assert len(names) == 19
     assert "multiply-adds" in out
 
 
@@ -90,6 +90,8 @@ def test_baselines_json_matches_published(capsys):
     rows = ok_json(capsys, "baselines")
     assert [r["name"] for r in rows] == baseline_names()
     for row in rows:
+        if row["name"].startswith("efficientnetv2-b"):  # not in the published set: tests/test_baselines.py
+            continue
         ref = published()[row["name"]]
         assert row["params"] == ref["params"], row["name"]
         assert row["macs"] == ref["macs_conv_linear"], row["name"]
@@ -392,7 +394,9 @@ def test_process_baselines_json():
     result = run_process("baselines", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert {r["name"]: r["params"] for r in rows} == {n: m["params"] for n, m in published().items()}
+    params = {r["name"]: r["params"] for r in rows}
+    assert {n: params[n] for n in published()} == {n: m["params"] for n, m in published().items()}
+    assert params["efficientnetv2-b3"] == 14_358_406
 
 
 def test_process_scale_writes_spec(tmp_path):

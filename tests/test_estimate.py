@@ -17,7 +17,7 @@ from scaler.baselines import baseline_names, get_baseline
 from scaler.build import build_model
 from scaler.errors import ScalerError
 from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, estimate
-from scaler.measure import measure, saved_activation_bytes
+from scaler.measure import count_fvcore_flops, count_macs, measure, saved_activation_bytes
 from scaler.scaling import compound, scale
 from scaler.spec import save_spec
 
@@ -54,11 +54,11 @@ def _int64_elements(name_or_spec, resolution: int) -> int:
 # ---------------------------------------------------------------- published figures
 
 
-def test_published_reference_covers_every_baseline():
-    assert set(published()) == set(baseline_names())
+def test_published_reference_covers_every_baseline_but_the_v2_b_series():
+    assert set(baseline_names()) - set(published()) == {f"efficientnetv2-b{i}" for i in range(4)}
 
 
-@pytest.mark.parametrize("name", baseline_names())
+@pytest.mark.parametrize("name", sorted(published()))
 def test_estimate_equals_published_figures(name):
     ref = published()[name]
     e = estimate(name, resolution=ref["resolution"])
@@ -68,9 +68,17 @@ def test_estimate_equals_published_figures(name):
     assert e.fvcore_flops == ref["fvcore_total"]
 
 
-@pytest.mark.parametrize("name", baseline_names())
+@pytest.mark.parametrize("name", sorted(published()))
 def test_default_resolution_is_the_published_one(name):
     assert estimate(name) == estimate(name, resolution=published()[name]["resolution"])
+
+
+@pytest.mark.parametrize("name", ["efficientnetv2-b0", "efficientnetv2-b3"])
+def test_v2_b_series_estimate_equals_what_the_built_module_measures(name):
+    """No published FLOPs for these (torchvision lacks them): the estimate is checked against the module itself."""
+    e = estimate(name)
+    assert e.macs == count_macs(_model(name), e.resolution)
+    assert e.fvcore_flops == count_fvcore_flops(_model(name), e.resolution)
 
 
 def test_estimate_accepts_spec_object_and_spec_file(tmp_path):
