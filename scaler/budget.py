@@ -28,7 +28,7 @@ from scaler.baselines import resolve_spec
 from scaler.build import build_model
 from scaler.errors import ScalerError, check_choice, check_int, check_number
 from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, estimate
-from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound, multipliers
+from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, UNIFORM, StageRule, check_cap, compound, multipliers
 from scaler.spec import Spec, to_dict
 from scaler.train import resolve_device
 
@@ -187,15 +187,17 @@ def fit_phi(
     gamma: float = PAPER_GAMMA,
     step: float = 0.01,
     max_phi: float = MAX_PHI,
+    rule: StageRule = UNIFORM,
 ) -> Fit:
-    """The largest phi, a multiple of `step` up to `max_phi`, whose `compound(baseline, alpha, beta, gamma, phi)`
-    fits `budget`.
+    """The largest phi, a multiple of `step` up to `max_phi`, whose `compound(baseline, alpha, beta, gamma, phi,
+    rule=rule)` fits `budget`.
 
     A budget below the smallest network the rule can make, or one that still fits at `max_phi`, is a
     ScalerError naming the figure.
     """
     base = resolve_spec(baseline)
     multipliers(alpha, beta, gamma, 0.0)  # checks the coefficients
+    check_cap(base, rule)
     step = check_number("step", step, 0, 1, above_low=True)
     max_phi = check_number("max_phi", max_phi, 0, above_low=True)
     seen: dict[int, tuple[Spec, Costs, dict[str, float]]] = {}
@@ -205,7 +207,7 @@ def fit_phi(
 
     def check(k: int) -> tuple[Spec, Costs, dict[str, float]]:
         if k not in seen:
-            spec = compound(base, alpha, beta, gamma, phi_of(k))
+            spec = compound(base, alpha, beta, gamma, phi_of(k), rule=rule)
             spent = costs(spec, budget)
             seen[k] = spec, spent, excess(spent, budget)
         return seen[k]
@@ -228,7 +230,7 @@ def fit_phi(
         lo, hi = None, 0
         while lo is None:
             if hi <= bottom:
-                first = _smallest_from(lambda k: compound(base, alpha, beta, gamma, phi_of(k)), bottom)
+                first = _smallest_from(lambda k: compound(base, alpha, beta, gamma, phi_of(k), rule=rule), bottom)
                 raise _too_small(budget, check(bottom)[1:], phi_of(first))
             k = max(hi - unit, bottom)
             lo, hi = (k, hi) if fit(k) else (None, k)

@@ -15,7 +15,7 @@ import optuna
 from scaler.baselines import baseline_names, get_baseline, resolve_spec
 from scaler.errors import ScalerError, check_number
 from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, Estimate, estimate
-from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound, multipliers
+from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, STAGE_RULES, compound, multipliers, stage_rule
 from scaler.spec import Spec, save_spec, to_dict
 from scaler.budget import Budget
 from scaler.search import (QUICK, SAMPLERS, Recipe, WorkerFailed, list_studies, load_recipe, recipe_from_dict,
@@ -201,22 +201,27 @@ def estimate_command(network, resolution, batch_size, dtype, optimizer, breakdow
 @click.option("--alpha", type=float, default=PAPER_ALPHA, show_default=True, help="Depth coefficient (>= 1).")
 @click.option("--beta", type=float, default=PAPER_BETA, show_default=True, help="Width coefficient (>= 1).")
 @click.option("--gamma", type=float, default=PAPER_GAMMA, show_default=True, help="Resolution coefficient (>= 1).")
+@click.option("--stage-scaling", type=click.Choice(STAGE_RULES), default="uniform", show_default=True,
+              help="uniform: every stage's depth alike (EfficientNet); v2: later stages deeper, resolution capped.")
+@click.option("--max-resolution", type=int, help="Cap the scaled resolution (pixels; v2's default 480).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the scaled spec (.json or .toml).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def scale(phi, baseline, alpha, beta, gamma, output, as_json) -> None:
+def scale(phi, baseline, alpha, beta, gamma, stage_scaling, max_resolution, output, as_json) -> None:
     """Scale a baseline by depth alpha^phi, width beta^phi, resolution gamma^phi.
 
     Example: scaler scale --phi 3 -o b3-like.json
     """
     base = resolve_spec(baseline)
     depth, width, res = multipliers(alpha, beta, gamma, phi)
-    scaled = compound(base, alpha, beta, gamma, phi)
+    rule = stage_rule(stage_scaling, max_resolution)
+    scaled = compound(base, alpha, beta, gamma, phi, rule=rule)
     before, after = estimate(base), estimate(scaled)
     if output:
         save_spec(scaled, output)
     if as_json:
         _emit_json({
             "alpha": alpha, "beta": beta, "gamma": gamma, "phi": phi,
+            "stage_scaling": rule.name, "max_resolution": rule.max_resolution,
             "multipliers": {"depth": depth, "width": width, "resolution": res},
             "baseline": {"params": before.params, "macs": before.macs, "resolution": base.resolution},
             "scaled": {"params": after.params, "macs": after.macs, "fvcore_flops": after.fvcore_flops,
@@ -225,11 +230,14 @@ def scale(phi, baseline, alpha, beta, gamma, output, as_json) -> None:
             "output": output,
         })
         return
+    cap = "" if rule.max_resolution is None else f", capped at {rule.max_resolution} px"
     click.echo(f"alpha={alpha:g} beta={beta:g} gamma={gamma:g} phi={phi:g}: depth x{depth:.4f}, width x{width:.4f}, "
-               f"resolution x{res:.4f} (nominal FLOPs x{(alpha * beta**2 * gamma**2) ** phi:.3f})")
+               f"resolution x{res:.4f} (nominal FLOPs x{(alpha * beta**2 * gamma**2) ** phi:.3f}); "
+               f"{rule.name} stage scaling{cap}")
     rows = []
     for i, (old, new) in enumerate(zip(base.stages, scaled.stages)):
-        rows.append([f"stage {i + 1}", old.block, f"{old.repeats} -> {new.repeats}", f"{old.channels} -> {new.channels}"])
+        rows.append([f"stage {i + 1}", old.block, f"{old.repeats} -> {new.repeats}",
+                     f"{old.channels} -> {new.channels}"])
     rows.insert(0, ["stem", "conv", "1 -> 1", f"{base.stem.channels} -> {scaled.stem.channels}"])
     if base.head.channels:
         rows.append(["head", "conv 1x1", "1 -> 1", f"{base.head.channels} -> {scaled.head.channels}"])
@@ -324,6 +332,9 @@ def budget_options(command):
 @click.option("--seed", type=int, help="Proxy seed.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), help="grid (default) or tpe (a continuous search).")
 @click.option("--trials", type=int, help="With --sampler tpe: how many candidates TPE proposes (default 20).")
+@click.option("--stage-scaling", help="Stage rules to score, e.g. uniform,v2: each scores the grid (default uniform).")
+@click.option("--max-resolution", type=int,
+              help="Cap the full-size network's resolution in pixels (default: none for uniform, 480 for v2).")
 @click.option("--prune", is_flag=True, help="Stop candidates whose top-1 falls below the median (Optuna pruner).")
 @click.option("--repeats", type=int, help="Train the baseline, the 3 best candidates and the best reference this "
               "many more times with other seeds, to measure the proxy's noise (default 2; 1 with --quick).")
@@ -340,8 +351,8 @@ def budget_options(command):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, recipe, baseline, data,
                    epochs, proxy_resolution, proxy_width, proxy_depth, batch_size, train_size, val_size, seed,
-                   sampler, trials, prune, repeats, check_ranks, check_top, validate_phi, workers, study_name,
-                   storage, device, as_json) -> None:
+                   sampler, trials, stage_scaling, max_resolution, prune, repeats, check_ranks, check_top, validate_phi,
+                   workers, study_name, storage, device, as_json) -> None:
     """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
     Running the same command again resumes the study: nothing completed is trained again. Several machines
@@ -354,7 +365,9 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
     settings = load_recipe(recipe) if recipe else QUICK if quick else Recipe()
     changes = {"baseline": baseline, "data": data, "epochs": epochs, "proxy_resolution": proxy_resolution,
                "proxy_width": proxy_width, "proxy_depth": proxy_depth, "batch_size": batch_size,
-               "train_size": train_size, "val_size": val_size, "seed": seed, "sampler": sampler, "trials": trials}
+               "train_size": train_size, "val_size": val_size, "seed": seed, "sampler": sampler, "trials": trials,
+               "stage_scaling": stage_scaling and tuple(part.strip() for part in stage_scaling.split(",")),
+               "max_resolution": max_resolution}
     settings = recipe_from_dict({k: v for k, v in changes.items() if v is not None}, settings, "options")
     budget = _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, settings.batch_size, device)
     name = study_name or (Path(recipe).stem if recipe else "quick" if quick else "default")
@@ -365,7 +378,8 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
         ended_here.append(record)
         top1 = f"top-1 {record.top1:.3f}" if record.top1 is not None else record.failure or record.state.lower()
         eta = (time.monotonic() - started) / len(ended_here) * (total - done)
-        click.echo(f"trial {done}/{total}  {record.kind} alpha={record.alpha:g} beta={record.beta:g} "
+        rule = f" ({record.stage_scaling})" if len(settings.stage_scaling) > 1 else ""
+        click.echo(f"trial {done}/{total}  {record.kind}{rule} alpha={record.alpha:g} beta={record.beta:g} "
                    f"gamma={record.gamma:.3f}  {top1}  ETA {_duration(eta)}", err=True)
 
     def begin(done, total) -> None:
@@ -381,8 +395,7 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
         return
     click.echo(_trials_table(result.trials))
     if result.best is not None:
-        b = result.best
-        click.echo(f"best: alpha={b.alpha:g} beta={b.beta:g} gamma={b.gamma:.4f} top-1 {b.top1:.3f}")
+        click.echo(_best_line(result.best))
         click.echo(_confidence_line(result.confidence))
     if result.fit is not None:
         f = result.fit
@@ -409,6 +422,11 @@ def _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, b
     return Budget(**given, batch_size=batch_size, device=device) if given else None
 
 
+def _best_line(best) -> str:
+    rule = "" if best.stage_scaling == "uniform" else f", {best.stage_scaling} stage scaling"
+    return f"best: alpha={best.alpha:g} beta={best.beta:g} gamma={best.gamma:.4f}{rule} top-1 {best.top1:.3f}"
+
+
 def _confidence_line(confidence: dict) -> str:
     """The seed noise and what it says about the winner, in one line."""
     noise, ranks = confidence["noise"], confidence.get("ranks")
@@ -423,13 +441,17 @@ def _confidence_line(confidence: dict) -> str:
 
 
 def _trials_table(trials) -> str:
-    """One row per candidate; a candidate that rounds to an already trained network says which one it shares."""
+    """One row per candidate; a candidate that rounds to an already trained network says which one it shares.
+    In a study of several stage rules each kind names its rule."""
+    several_rules = len({t.stage_scaling for t in trials}) > 1
     rows = []
     for t in trials:
         time_taken = "-" if t.wall_seconds is None else _duration(t.wall_seconds)
         if t.same_network_as is not None:
             time_taken = f"= trial {t.same_network_as}"
         kind = f"{t.kind} (seed +{t.repeat})" if t.repeat else f"{t.kind} ({t.epochs} epochs)" if t.epochs else t.kind
+        if several_rules:
+            kind += f" [{t.stage_scaling}]"
         rows.append([t.number, kind, f"{t.alpha:g}", f"{t.beta:g}", f"{t.gamma:.3f}",
                      "-" if t.resolution is None else t.resolution,
                      "-" if t.flops_ratio is None else f"{t.flops_ratio:.2f}",
@@ -479,11 +501,11 @@ def studies_show(name, storage, as_json) -> None:
         return
     r = result.recipe
     click.echo(f"study {name} ({result.storage}): {r.baseline} at width {r.proxy_width:g}, depth {r.proxy_depth:g}, "
-               f"{r.proxy_resolution} px; {r.data}, {r.epochs} epochs, {r.sampler} sampler")
+               f"{r.proxy_resolution} px; {r.data}, {r.epochs} epochs, {r.sampler} sampler, "
+               f"{', '.join(r.stage_scaling)} stage scaling")
     click.echo(_trials_table(result.trials))
     if result.best is not None:
-        b = result.best
-        click.echo(f"best: alpha={b.alpha:g} beta={b.beta:g} gamma={b.gamma:.4f} top-1 {b.top1:.3f}")
+        click.echo(_best_line(result.best))
         click.echo(_confidence_line(result.confidence))
 
 
@@ -497,12 +519,16 @@ def studies_show(name, storage, as_json) -> None:
 @click.option("--beta", type=float)
 @click.option("--gamma", type=float)
 @click.option("--max-phi", type=float, default=6.0, show_default=True, help="With --family: phi from 0 to this.")
+@click.option("--stage-scaling", type=click.Choice(STAGE_RULES),
+              help="With --family: uniform or v2 for every curve (default: the study's winning rule, or uniform).")
+@click.option("--max-resolution", type=int, help="With --family: cap the resolution (pixels; v2's default 480).")
 @click.option("--batch-size", "-b", type=int, default=1, show_default=True, help="Batch size for memory figures.")
 @budget_options
 @click.option("--device", default="auto", show_default=True, help="Device for --budget-latency-ms.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plotted data as JSON.")
-def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, max_phi, batch_size, budget_gflops,
-                 budget_params, budget_memory_gb, budget_latency_ms, device, as_json) -> None:
+def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, max_phi, stage_scaling,
+                 max_resolution, batch_size, budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, device,
+                 as_json) -> None:
     """Plot a study: top-1 against FLOPs with the Pareto front, and the alpha-beta landscape.
 
     With --family: FLOPs, params, activations and peak training memory against phi for the study's found
@@ -536,13 +562,18 @@ def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, m
         b = result.best
         rules[f"found ({b.alpha:g}, {b.beta:g}, {b.gamma:.3f})"] = (b.alpha, b.beta, b.gamma)
         baseline = baseline or result.recipe.baseline
-    elif given:
-        rules[f"given ({alpha:g}, {beta:g}, {gamma:g})"] = (alpha, beta, gamma)
+        rule = result.recipe.rule(stage_scaling or b.stage_scaling)
+        if max_resolution is not None:
+            rule = stage_rule(rule.name, max_resolution)
+    else:
+        rule = stage_rule(stage_scaling or "uniform", max_resolution)
+        if given:
+            rules[f"given ({alpha:g}, {beta:g}, {gamma:g})"] = (alpha, beta, gamma)
     check_number("--max-phi", max_phi, 0, 12, above_low=True)
     path = check_output(output or "family.png")
     budget = _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, batch_size, device)
     phis = tuple(i / 4 for i in range(int(max_phi * 4) + 1))
-    curves = plot_family(baseline or "efficientnet-b0", path, rules | DEFAULT_RULES, phis, batch_size, budget)
+    curves = plot_family(baseline or "efficientnet-b0", path, rules | DEFAULT_RULES, phis, batch_size, budget, rule)
     if as_json:
         _emit_json({"output": str(path), "curves": [asdict(c) for c in curves]})
         return
@@ -550,7 +581,8 @@ def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, m
              f"{c.params[-1]:,}", "-" if c.budget_phi is None else f"{c.budget_phi:.2f}"] for c in curves]
     click.echo(_table(["rule", "alpha", "beta", "gamma", f"FLOPs at phi {phis[-1]:g}", f"params at phi {phis[-1]:g}",
                        "phi within budget"], rows))
-    click.echo(f"wrote {path}")
+    cap = "" if rule.max_resolution is None else f", resolution capped at {rule.max_resolution} px"
+    click.echo(f"{rule.name} stage scaling{cap}; wrote {path}")
     click.echo(FLOPS_NOTE)
 
 
@@ -586,7 +618,8 @@ def report_command(study, storage, output, budget_gflops, budget_params, budget_
         figures["Costs against phi"] = folder / "family.png"
         plot_family(recipe.baseline, figures["Costs against phi"],
                     {f"found ({b.alpha:g}, {b.beta:g}, {b.gamma:.3f})": (b.alpha, b.beta, b.gamma)} | DEFAULT_RULES,
-                    batch_size=batch_size or recipe.batch_size, budget=budget)
+                    batch_size=batch_size or recipe.batch_size, budget=budget,
+                    stage_rule=recipe.rule(b.stage_scaling))
     click.echo(f"wrote {write_report(result, folder, figures)}")
 
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 
 from scaler.errors import ScalerError, check_number
 from scaler.estimate import estimate
-from scaler.scaling import compound
+from scaler.scaling import compound, stage_rule
 from scaler.spec import Spec
 
 KINDS = ("compound", "baseline", "depth", "width", "resolution", "family")
@@ -33,6 +33,7 @@ class Candidate:
     phi: float = 1.0  # the search scores phi = 1; a family validation scores other phis
     repeat: int = 0  # 0 for the first training; k > 0 trains again with the recipe's seed + k (seed noise)
     epochs: int = 0  # 0: the recipe's proxy epochs; more: a longer proxy, to check the short one's ranking
+    stage_scaling: str = "uniform"  # how the extra depth is spread over the stages (scaler.scaling.StageRule)
 
     @property
     def nominal_flops_ratio(self) -> float:
@@ -78,11 +79,13 @@ def references(target: float = 2.0) -> tuple[Candidate, ...]:
 
 
 def family_candidates(alpha: float, beta: float, gamma: float, phis: tuple[float, ...],
-                      target: float = 2.0) -> tuple[Candidate, ...]:
+                      target: float = 2.0, stage_scaling: str = "uniform") -> tuple[Candidate, ...]:
     """The family the search found, at each phi > 0, and the single-dimension rules at the same nominal FLOPs
-    (target^phi): the curves of the EfficientNet paper's scaling figures. Phi = 0 is the baseline itself."""
+    (target^phi), all under the found stage rule: the curves of the EfficientNet paper's scaling figures. Phi = 0
+    is the baseline itself."""
     rules = [Candidate(alpha, beta, gamma, "family")] + [c for c in references(target) if c.kind != "baseline"]
-    return tuple(Candidate(c.alpha, c.beta, c.gamma, c.kind, float(phi)) for phi in phis if phi > 0 for c in rules)
+    return tuple(Candidate(c.alpha, c.beta, c.gamma, c.kind, float(phi), stage_scaling=stage_scaling)
+                 for phi in phis if phi > 0 for c in rules)
 
 
 def fingerprint(candidates: tuple[Candidate, ...], **settings) -> str:
@@ -95,5 +98,6 @@ def flops_ratio(baseline: Spec, candidate: Candidate, phi: float = 1.0) -> float
     """The FLOPs factor the *rounded* network at `phi` really has (2.23x, not 1.92x, for the paper's point on B0)."""
     if candidate.kind == "baseline":
         return 1.0
-    scaled = compound(baseline, candidate.alpha, candidate.beta, candidate.gamma, phi)
+    scaled = compound(baseline, candidate.alpha, candidate.beta, candidate.gamma, phi,
+                      rule=stage_rule(candidate.stage_scaling))
     return estimate(scaled).macs / estimate(baseline).macs

@@ -19,7 +19,7 @@ from scaler.baselines import resolve_spec
 from scaler.budget import Budget, fit_phi
 from scaler.errors import ScalerError
 from scaler.estimate import estimate
-from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound
+from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, UNIFORM, StageRule, compound
 from scaler.search import SearchResult, TrialRecord
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -73,10 +73,12 @@ class StudyPlot:
     pareto: tuple[int, ...]  # trial numbers on the front (no other trial has more top-1 for no more FLOPs)
     chosen: int | None
     landscape: tuple[tuple[float, float, float, float], ...]  # (alpha, beta, gamma, top-1) of compound trials
+    # ... of this stage rule (the chosen candidate's); the accuracy panel draws every rule, v2 in hollow markers
     unscored: tuple[TrialRecord, ...]  # failed, pruned, running or waiting: listed, not plotted as points
     # With a family validation (--validate-phi): per rule, (phi, MACs, top-1) from phi = 0 (the baseline) up.
     curves: tuple[tuple[str, tuple[tuple[float, int, float], ...]], ...] = ()
     noise_std: float | None = None  # the study's seed noise: error bars of +-1 standard deviation
+    landscape_rule: str = "uniform"
 
 
 def pareto_front(points: list[tuple[int, float, float]]) -> tuple[int, ...]:
@@ -95,20 +97,23 @@ def study_plot_data(result: SearchResult) -> StudyPlot:
     # seed noise); a rank check's longer trainings are another proxy and are left out.
     scored = tuple(t for t in result.trials if t.top1 is not None and t.macs is not None and t.repeat == 0
                    and t.epochs == 0)
-    landscape = tuple((t.alpha, t.beta, t.gamma, t.top1) for t in scored if t.kind == "compound")
+    rule = result.best.stage_scaling if result.best is not None else result.recipe.stage_scaling[0]
+    landscape = tuple((t.alpha, t.beta, t.gamma, t.top1) for t in scored
+                      if t.kind == "compound" and t.stage_scaling == rule)
     noise = (result.confidence or {}).get("noise")
     curves = []
     if any(t.kind == "family" for t in scored):
         start = [(0.0, t.macs, t.top1) for t in scored if t.kind == "baseline"]
         for kind in ("family", "depth", "width", "resolution"):
-            points = sorted(start + [(t.phi, t.macs, t.top1) for t in scored if t.kind == kind])
+            points = sorted(start + [(t.phi, t.macs, t.top1) for t in scored
+                                     if t.kind == kind and t.stage_scaling == rule])
             curves.append((STYLE[kind][0], tuple(points)))
     return StudyPlot(
         study_name=result.study_name, trials=result.trials, scored=scored,
         pareto=pareto_front([(t.number, t.macs, t.top1) for t in scored]),
         chosen=None if result.best is None else result.best.number, landscape=landscape,
         unscored=tuple(t for t in result.trials if t.top1 is None), curves=tuple(curves),
-        noise_std=noise["std"] if noise else None,
+        noise_std=noise["std"] if noise else None, landscape_rule=rule,
     )
 
 
@@ -116,11 +121,16 @@ def draw_study(data: StudyPlot) -> Figure:
     figure = Figure(figsize=(13, 5.2))
     ax, land = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
     by_number = {t.number: t for t in data.scored}
-    for kind, (label, marker, colour) in STYLE.items():
-        points = [t for t in data.scored if t.kind == kind]
+    rules = sorted({t.stage_scaling for t in data.trials}, key=lambda r: r != "uniform")
+    for (kind, (label, marker, colour)), rule in ((k, r) for k in STYLE.items() for r in rules):
+        points = [t for t in data.scored if t.kind == kind and t.stage_scaling == rule]
         if points:
-            ax.scatter([t.macs / 1e6 for t in points], [t.top1 for t in points], marker=marker, color=colour,
-                       s=90 if kind != "compound" else 40, label=label, zorder=3, edgecolors="white", linewidths=0.5)
+            # The stage rules told apart: uniform in filled markers, v2 in hollow ones, each named in the legend.
+            hollow = rule != "uniform"
+            ax.scatter([t.macs / 1e6 for t in points], [t.top1 for t in points], marker=marker,
+                       s=90 if kind != "compound" else 40, label=label + (f" [{rule}]" if rules != ["uniform"] else ""),
+                       zorder=3, facecolors="none" if hollow else colour, edgecolors=colour if hollow else "white",
+                       linewidths=1.2 if hollow else 0.5)
             if data.noise_std is not None:
                 ax.errorbar([t.macs / 1e6 for t in points], [t.top1 for t in points], yerr=data.noise_std,
                             fmt="none", ecolor=colour, alpha=0.5, capsize=2, zorder=2)
@@ -166,7 +176,9 @@ def draw_study(data: StudyPlot) -> Figure:
         land.text(0.5, 0.5, "no compound candidate scored yet", ha="center", va="center", transform=land.transAxes)
     land.set_xlabel("alpha (depth)")
     land.set_ylabel("beta (width)")
-    land.set_title("alpha-beta landscape (cell text: gamma; red: chosen)")
+    rule = "" if data.landscape_rule == "uniform" and len({t.stage_scaling for t in data.trials}) < 2 \
+        else f", {data.landscape_rule} stage scaling"
+    land.set_title(f"alpha-beta landscape{rule} (cell text: gamma; red: chosen)")
     return figure
 
 
@@ -192,33 +204,38 @@ class FamilyCurve:
     activations: tuple[int, ...]
     memory_bytes: tuple[int, ...]
     budget_phi: float | None
+    stage_scaling: str = "uniform"
+    max_resolution: int | None = None
 
 
 def family_data(baseline, rules: dict[str, tuple[float, float, float]] | None = None,
-                phis: tuple[float, ...] | None = None, batch_size: int = 1, budget: Budget | None = None
-                ) -> tuple[FamilyCurve, ...]:
+                phis: tuple[float, ...] | None = None, batch_size: int = 1, budget: Budget | None = None,
+                stage_rule: StageRule = UNIFORM) -> tuple[FamilyCurve, ...]:
     """Costs against phi, from the estimator alone, for each rule (default: the paper's coefficients and the
-    single-dimension rules). The budget's phi is fitted exactly (to 0.01) on each rule's rounded networks."""
+    single-dimension rules), every one spread over the stages by `stage_rule`. The budget's phi is fitted exactly
+    (to 0.01) on each rule's rounded networks."""
     base = resolve_spec(baseline)
     rules = rules or DEFAULT_RULES
     phis = phis or tuple(i / 4 for i in range(0, 25))
     curves = []
     for label, (alpha, beta, gamma) in rules.items():
-        costs = [estimate(compound(base, alpha, beta, gamma, phi), batch_size=batch_size) for phi in phis]
+        costs = [estimate(compound(base, alpha, beta, gamma, phi, rule=stage_rule), batch_size=batch_size)
+                 for phi in phis]
         budget_phi = None
         if budget is not None:
             try:
-                budget_phi = fit_phi(base, budget, alpha, beta, gamma).phi
+                budget_phi = fit_phi(base, budget, alpha, beta, gamma, rule=stage_rule).phi
             except ScalerError:
                 budget_phi = None  # this rule cannot meet the budget (or meets it past MAX_PHI)
         curves.append(FamilyCurve(label, alpha, beta, gamma, tuple(phis), tuple(c.macs for c in costs),
                                   tuple(c.params for c in costs), tuple(c.activations for c in costs),
-                                  tuple(c.peak_training_memory_bytes for c in costs), budget_phi))
+                                  tuple(c.peak_training_memory_bytes for c in costs), budget_phi,
+                                  stage_rule.name, stage_rule.max_resolution))
     return tuple(curves)
 
 
 def draw_family(curves: tuple[FamilyCurve, ...], baseline_name: str, batch_size: int,
-                budget: Budget | None = None) -> Figure:
+                budget: Budget | None = None, stage_rule: StageRule = UNIFORM) -> Figure:
     figure = Figure(figsize=(12, 8.5))
     axes = figure.subplots(2, 2).ravel()
     panels = [("macs", "FLOPs per image (multiply-adds)", "macs"), ("params", "parameters", "params"),
@@ -237,15 +254,16 @@ def draw_family(curves: tuple[FamilyCurve, ...], baseline_name: str, batch_size:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
-    figure.suptitle(f"{baseline_name}: costs against phi" + (" (dotted: largest phi within the budget)"
-                                                            if budget is not None else ""))
+    cap = "" if stage_rule.max_resolution is None else f", resolution capped at {stage_rule.max_resolution} px"
+    figure.suptitle(f"{baseline_name}: costs against phi, {stage_rule.name} stage scaling{cap}"
+                    + (" (dotted: largest phi within the budget)" if budget is not None else ""))
     return figure
 
 
 def plot_family(baseline, path: str | Path, rules=None, phis=None, batch_size: int = 1,
-                budget: Budget | None = None) -> tuple[FamilyCurve, ...]:
+                budget: Budget | None = None, stage_rule: StageRule = UNIFORM) -> tuple[FamilyCurve, ...]:
     """Write the family figure to `path` and return its curves."""
     path = check_output(path)
-    curves = family_data(baseline, rules, phis, batch_size, budget)
-    _save(draw_family(curves, resolve_spec(baseline).name, batch_size, budget), path)
+    curves = family_data(baseline, rules, phis, batch_size, budget, stage_rule)
+    _save(draw_family(curves, resolve_spec(baseline).name, batch_size, budget, stage_rule), path)
     return curves

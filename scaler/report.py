@@ -37,12 +37,13 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 
 def trial_rows(result: SearchResult) -> tuple[list[str], list[list]]:
-    header = ["trial", "state", "kind", "phi", "alpha", "beta", "gamma", "px", "FLOPs ratio", "params",
+    header = ["trial", "state", "kind", "stage rule", "phi", "alpha", "beta", "gamma", "px", "FLOPs ratio", "params",
               "MFLOPs (MACs)", "top-1 per epoch", "top-1", "note"]
     rows = []
     for t in result.trials:
         note = t.failure or (f"same network as trial {t.same_network_as}" if t.same_network_as is not None else "")
-        rows.append([t.number, t.state.lower(), f"{t.kind} (seed +{t.repeat})" if t.repeat else t.kind, f"{t.phi:g}", f"{t.alpha:g}", f"{t.beta:g}",
+        rows.append([t.number, t.state.lower(), f"{t.kind} (seed +{t.repeat})" if t.repeat else t.kind,
+                     t.stage_scaling, f"{t.phi:g}", f"{t.alpha:g}", f"{t.beta:g}",
                      f"{t.gamma:.4f}", t.resolution or "-", "-" if t.flops_ratio is None else f"{t.flops_ratio:.2f}",
                      "-" if t.params is None else f"{t.params:,}", "-" if t.macs is None else f"{t.macs / 1e6:.2f}",
                      ", ".join(f"{v:.3f}" for v in t.top1_per_epoch) or "-",
@@ -70,7 +71,8 @@ def write_report(result: SearchResult, folder: str | Path, figures: dict[str, Pa
          f"; gamma from alpha·beta²·gamma² = 2, kept where gamma >= 1: {len(compound_trials)} compound candidates, "
          f"plus the baseline and depth-, width- and resolution-only references at the same nominal FLOPs. Every "
          f"candidate scales `{r.baseline}` shrunk to width {r.proxy_width:g}, depth {r.proxy_depth:g} and "
-         f"{r.proxy_resolution} px, trained {r.epochs} epochs on {r.train_size:,} images of `{r.data}`."),
+         f"{r.proxy_resolution} px, trained {r.epochs} epochs on {r.train_size:,} images of `{r.data}`. Stage "
+         f"scaling: {', '.join(r.stage_scaling)} (docs/STAGE_SCALING.md)."),
     ]
     for caption, path in figures.items():
         parts += [f"## {caption}", f"![{caption}]({path.name})"]
@@ -79,10 +81,11 @@ def write_report(result: SearchResult, folder: str | Path, figures: dict[str, Pa
     if best is None:
         parts += ["## Winner", "No compound candidate has been scored yet."]
     else:
-        references = {t.kind: t for t in result.trials if t.kind in ("baseline", "depth", "width", "resolution")
-                      and t.phi == 1.0 and t.top1 is not None}
-        lines = [f"alpha = {best.alpha:g}, beta = {best.beta:g}, gamma = {best.gamma:.4f} (trial {best.number}): "
-                 f"top-1 {best.top1:.4f} at {best.flops_ratio:.2f}x the proxy's FLOPs."]
+        references = {t.kind if t.stage_scaling == r.stage_scaling[0] else f"{t.kind} [{t.stage_scaling}]": t
+                      for t in result.trials if t.kind in ("baseline", "depth", "width", "resolution")
+                      and t.phi == 1.0 and t.repeat == 0 and t.epochs == 0 and t.top1 is not None}
+        lines = [f"alpha = {best.alpha:g}, beta = {best.beta:g}, gamma = {best.gamma:.4f}, {best.stage_scaling} stage "
+                 f"scaling (trial {best.number}): top-1 {best.top1:.4f} at {best.flops_ratio:.2f}x the proxy's FLOPs."]
         lines += [f"- {kind}: top-1 {t.top1:.4f} at {t.flops_ratio:.2f}x ({best.top1 - t.top1:+.4f} for the winner)"
                   for kind, t in references.items()]
         confidence = result.confidence
@@ -106,7 +109,8 @@ def write_report(result: SearchResult, folder: str | Path, figures: dict[str, Pa
                   + f"; limited by {', '.join(fit.binding) or '-'}.",
                   "## Final network", markdown_table(*stage_table(fit.spec))]
     elif best is not None:
-        spec = compound(resolve_spec(r.baseline), best.alpha, best.beta, best.gamma, 1.0)
+        spec = compound(resolve_spec(r.baseline), best.alpha, best.beta, best.gamma, 1.0,
+                        rule=r.rule(best.stage_scaling))
         parts += ["## Budget fit", "No budget given (`--budget-gflops`, `--budget-params`, `--budget-memory-gb` or "
                   "`--budget-latency-ms`): the table shows the full-size baseline scaled by the winner at phi = 1.",
                   "## Final network", markdown_table(*stage_table(spec))]

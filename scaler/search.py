@@ -3,9 +3,9 @@ by a short proxy training, then the largest phi whose full-size network fits the
 
 How every candidate is trained exactly once, whatever happens to the workers:
 
-- A candidate is a trial's user attributes `kind, alpha, beta, gamma` (its key). The grid and the references
-  are put in the study's queue as WAITING trials; Optuna hands each queued trial to exactly one worker. Optuna's
-  GridSampler is not used: it trains points twice under parallel workers and stops "exhausted" with points never
+- A candidate is a trial's user attributes `kind, alpha, beta, gamma, stage_scaling, ...` (its key). The grid and
+  the references are put in the study's queue as WAITING trials; Optuna hands each queued trial to exactly one
+  worker. Optuna's GridSampler is not used: it trains points twice under parallel workers and stops "exhausted" with points never
   trained after an interruption.
 - Before training, a worker checks the key against the study: if another trial of the same candidate is
   finished, or running under an earlier trial number, its own trial is surplus (recorded as such, never
@@ -50,7 +50,8 @@ from scaler.data import load_data, parse_data
 from scaler.errors import ScalerError, check_choice, check_int, check_number, read_text
 from scaler.estimate import estimate
 from scaler.grid import Candidate, compound_grid, family_candidates, fingerprint, references
-from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound, scale
+from scaler.scaling import (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, STAGE_RULES, StageRule, check_cap, compound, scale,
+                            stage_rule)
 from scaler.spec import Spec, save_spec, to_dict
 from scaler.storage import (StorageFailed, default_storage, is_sqlite, local_storages, open_storage, ride_out,
                             storage_folder)
@@ -85,6 +86,8 @@ class Recipe:
     step: float = 0.05
     sampler: str = "grid"
     trials: int = 20
+    stage_scaling: tuple[str, ...] = ("uniform",)  # each rule scores the whole grid (scaler.scaling.StageRule)
+    max_resolution: int = 0  # the full-size network's resolution cap; 0: the rule's own (v2: 480 px, uniform: none)
 
     def __post_init__(self) -> None:
         for name in ("baseline", "data"):
@@ -102,6 +105,15 @@ class Recipe:
             object.__setattr__(self, name, (check_number(f"{name.replace('_', ' ')} start", value[0], 1),
                                             check_number(f"{name.replace('_', ' ')} end", value[1], value[0])))
         check_choice("sampler", self.sampler, SAMPLERS)
+        rules = self.stage_scaling
+        if isinstance(rules, str) or not isinstance(rules, (tuple, list)) or not rules:
+            raise ScalerError(f"stage scaling: expected a list of rules ({', '.join(STAGE_RULES)}), got {rules!r}")
+        for name in rules:
+            check_choice("stage scaling", name, STAGE_RULES)
+        if len(set(rules)) < len(rules):
+            raise ScalerError(f"stage scaling: a rule is named twice in {', '.join(rules)}")
+        object.__setattr__(self, "stage_scaling", tuple(rules))
+        check_int("max resolution", self.max_resolution, 0)
         compound_grid(self.alpha_range, self.beta_range, self.step if self.sampler == "grid" else SAMPLED_STEP)
 
     def settings(self) -> dict:
@@ -110,9 +122,15 @@ class Recipe:
 
     def candidates(self) -> tuple[Candidate, ...]:
         """The queued candidates: the references first (baseline, depth-, width-, resolution-only), then, for the
-        grid sampler, the grid, in a fixed order."""
+        grid sampler, the grid, in a fixed order; all of it for the first stage rule, and for each further rule the
+        grid and the one reference a stage rule changes (depth only)."""
         grid = compound_grid(self.alpha_range, self.beta_range, self.step) if self.sampler == "grid" else ()
-        return references() + grid
+        first, *others = self.stage_scaling
+        chosen = [replace(c, stage_scaling=first) for c in references() + grid]
+        for rule in others:
+            chosen += [replace(c, stage_scaling=rule) for c in references() + grid
+                       if c.kind in ("depth", "compound")]
+        return tuple(chosen)
 
     def total(self) -> int:
         """How many candidates the study scores."""
@@ -122,6 +140,18 @@ class Recipe:
         """The baseline shrunk for scoring: the network each candidate's phi = 1 scaling starts from."""
         return scale(resolve_spec(self.baseline), width=self.proxy_width, depth=self.proxy_depth,
                      resolution=self.proxy_resolution)
+
+    def rule(self, name: str) -> StageRule:
+        """The stage rule `name` for the full-size network, with this recipe's resolution cap."""
+        return stage_rule(name, self.max_resolution or None)
+
+    def proxy_rule(self, name: str) -> StageRule:
+        """The same rule for the proxy: its cap shrunk as the proxy's resolution is (480 of 224 px: 103 of 48)."""
+        full = self.rule(name)
+        if full.max_resolution is None:
+            return full
+        shrink = self.proxy_resolution / resolve_spec(self.baseline).resolution
+        return replace(full, max_resolution=max(self.proxy_resolution, round(full.max_resolution * shrink)))
 
 
 # Sized so that the whole `scaler search --quick` (4 references + 6 candidates) finishes in about a minute and a
@@ -176,6 +206,7 @@ class TrialRecord:
     wall_seconds: float | None
     failure: str | None
     same_network_as: int | None
+    stage_scaling: str = "uniform"
 
 
 @dataclass(frozen=True)
@@ -191,7 +222,8 @@ class SearchResult:
 
     def to_dict(self) -> dict:
         best = None if self.best is None else {"alpha": self.best.alpha, "beta": self.best.beta,
-                                               "gamma": self.best.gamma, "top1": self.best.top1}
+                                               "gamma": self.best.gamma, "stage_scaling": self.best.stage_scaling,
+                                               "top1": self.best.top1}
         final = None
         if self.fit is not None:
             final = {"params": self.fit.params, "macs": self.fit.macs, "resolution": self.fit.spec.resolution,
@@ -241,6 +273,7 @@ def _record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
         flops_ratio=attrs.get("flops_ratio"),
         params=attrs.get("params"), macs=attrs.get("macs"), activations=attrs.get("activations"),
         wall_seconds=attrs.get("wall_seconds"), failure=failure, same_network_as=attrs.get("same_network_as"),
+        stage_scaling=attrs.get("stage_scaling", "uniform"),
     )
 
 
@@ -336,10 +369,18 @@ def settle(study: optuna.Study, recipe: Recipe, retry_errors: bool = False, extr
     queued = 0
     for key, attrs in wanted.items():
         if key not in settled:
-            params = {"alpha": attrs["alpha"], "beta": attrs["beta"]} if attrs["kind"] == "compound" else {}
+            params = _params(attrs, recipe) if attrs["kind"] == "compound" else {}
             study.enqueue_trial(params, user_attrs=attrs)
             queued += 1
     return queued
+
+
+def _params(attrs: dict, recipe: Recipe) -> dict:
+    """A compound candidate as the sampler's parameters: alpha and beta, and the stage rule when there is a choice."""
+    params = {"alpha": attrs["alpha"], "beta": attrs["beta"]}
+    if len(recipe.stage_scaling) > 1:
+        params["stage_scaling"] = attrs.get("stage_scaling", "uniform")
+    return params
 
 
 def _proposed(study: optuna.Study, before: int | None = None) -> int:
@@ -389,9 +430,11 @@ class _Objective:
             raise TrialFailure("surplus: nothing left to train")
         alpha = round(trial.suggest_float("alpha", **self._distribution("alpha")), 10)
         beta = round(trial.suggest_float("beta", **self._distribution("beta")), 10)
+        rules = self.recipe.stage_scaling
+        rule = trial.suggest_categorical("stage_scaling", rules) if len(rules) > 1 else rules[0]
         gamma_squared = 2.0 / (alpha * beta * beta)
         attrs = {"kind": "compound", "alpha": alpha, "beta": beta,
-                 "gamma": round(math.sqrt(max(1.0, gamma_squared)), 10), "sampled": True}
+                 "gamma": round(math.sqrt(max(1.0, gamma_squared)), 10), "stage_scaling": rule, "sampled": True}
         for name, value in attrs.items():
             trial.set_user_attr(name, value)
         if gamma_squared < 1 - 1e-12:
@@ -428,6 +471,8 @@ class _Objective:
         elif attrs["kind"] == "compound":
             trial.suggest_float("alpha", **self._distribution("alpha"))
             trial.suggest_float("beta", **self._distribution("beta"))
+            if len(self.recipe.stage_scaling) > 1:
+                trial.suggest_categorical("stage_scaling", self.recipe.stage_scaling)
         other = self._duplicate_of(trial, _key(attrs))
         if other is not None:
             if attrs.get("sampled") and other.state == TrialState.COMPLETE:
@@ -442,7 +487,8 @@ class _Objective:
         if candidate.kind == "baseline":
             network = self.proxy
         else:
-            network = compound(self.proxy, candidate.alpha, candidate.beta, candidate.gamma, candidate.phi)
+            network = compound(self.proxy, candidate.alpha, candidate.beta, candidate.gamma, candidate.phi,
+                               rule=self.recipe.proxy_rule(candidate.stage_scaling))
         cost = estimate(network)
         trial.set_user_attr("flops_ratio", cost.macs / self.base_macs)
         trial.set_user_attr("nominal_flops_ratio", candidate.nominal_flops_ratio ** candidate.phi)
@@ -612,12 +658,13 @@ def search(
         raise ScalerError(f"workers: {workers} workers cannot share SQLite (it locks under parallel writers); "
                           f"use a journal file (--storage studies/{study_name}.log) or PostgreSQL")
     parse_data(recipe.data)
-    if budget is not None:
-        # Before any training: a budget no network of the rule can meet (below the smallest, or above phi =
-        # MAX_PHI) is refused now, not after the study. Any coefficients > 1 reach the same smallest network.
-        fit_phi(recipe.baseline, budget, PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA)
-    else:
-        resolve_spec(recipe.baseline)
+    for rule in recipe.stage_scaling:
+        if budget is not None:
+            # Before any training: a budget no network of the rule can meet (below the smallest, or above phi =
+            # MAX_PHI) is refused now, not after the study. Any coefficients > 1 reach the same smallest network.
+            fit_phi(recipe.baseline, budget, PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, rule=recipe.rule(rule))
+        else:
+            check_cap(resolve_spec(recipe.baseline), recipe.rule(rule))
     for phi in validate_phis:
         check_number("validate phi", phi, 0, 8)
     check_int("repeats", repeats, 0)
@@ -641,7 +688,8 @@ def search(
     if found.best is not None:
         b = found.best
         extra = repeat_candidates(found.trials, repeats) + family_candidates(
-            b.alpha, b.beta, b.gamma, tuple(sorted({float(phi) for phi in validate_phis})))
+            b.alpha, b.beta, b.gamma, tuple(sorted({float(phi) for phi in validate_phis})),
+            stage_scaling=b.stage_scaling)
         if check_ranks:
             extra += rank_candidates(found.trials, check_ranks, check_top)
     if extra:
@@ -683,7 +731,7 @@ def report(study_name: str, storage: str, budget: Budget | None = None) -> Searc
         confidence["ranks"] = rank_check(trials)
     fit, spec_path = None, None
     if best is not None and budget is not None:
-        fit = fit_phi(recipe.baseline, budget, best.alpha, best.beta, best.gamma)
+        fit = fit_phi(recipe.baseline, budget, best.alpha, best.beta, best.gamma, rule=recipe.rule(best.stage_scaling))
         spec_path = str(storage_folder(storage) / "best.json")
         save_spec(replace(fit.spec, name=f"{resolve_spec(recipe.baseline).name}@phi={fit.phi:g}"), spec_path)
     return SearchResult(study_name, storage, recipe, best, fit, trials, spec_path, confidence)
@@ -696,7 +744,7 @@ def _scores(trials: tuple[TrialRecord, ...], trained: bool = False) -> dict[tupl
     scores: dict[tuple, list[float]] = {}
     for t in trials:
         if t.top1 is not None and t.phi == 1.0 and t.epochs == 0 and not (trained and t.same_network_as is not None):
-            scores.setdefault((t.kind, t.alpha, t.beta, t.gamma), []).append(t.top1)
+            scores.setdefault((t.kind, t.alpha, t.beta, t.gamma, t.stage_scaling), []).append(t.top1)
     return scores
 
 
@@ -708,7 +756,7 @@ def judge(trials: tuple[TrialRecord, ...]) -> tuple[TrialRecord | None, dict | N
     if not compounds:
         return None, None
     winner = compounds[0]
-    best = next(t for t in trials if (t.kind, t.alpha, t.beta, t.gamma) == winner and t.phi == 1.0
+    best = next(t for t in trials if (t.kind, t.alpha, t.beta, t.gamma, t.stage_scaling) == winner and t.phi == 1.0
                 and t.repeat == 0 and t.top1 is not None)
     noise = seed_noise(_scores(trials, trained=True))
     if noise is None:
@@ -723,15 +771,22 @@ def judge(trials: tuple[TrialRecord, ...]) -> tuple[TrialRecord | None, dict | N
         if rival is not None:
             c = compare(scores[winner], scores[rival], noise)
             result[name] = {"kind": rival[0], "alpha": rival[1], "beta": rival[2], "gamma": rival[3],
-                            "difference": c.difference, "t": c.t, "critical": c.critical,
+                            "stage_scaling": rival[4], "difference": c.difference, "t": c.t, "critical": c.critical,
                             "significant": c.significant}
     tied = [k for k in compounds[1:] if not compare(scores[winner], scores[k], noise).significant]
+    several_rules = len({k[4] for k in compounds}) > 1  # then every point names its stage rule
+
+    def point(k: tuple) -> str:
+        return f"({k[1]:g}, {k[2]:g}, {k[4]})" if several_rules else f"({k[1]:g}, {k[2]:g})"
+
     if tied:
-        points = ", ".join(f"({k[1]:g}, {k[2]:g})" for k in [winner, *tied])
-        result["message"] = f"alpha, beta in {{{points}}} are indistinguishable on this proxy"
+        points = ", ".join(point(k) for k in [winner, *tied])
+        names = "alpha, beta, stage rule" if several_rules else "alpha, beta"
+        result["message"] = f"{names} in {{{points}}} are indistinguishable on this proxy"
     else:
-        result["message"] = (f"alpha={winner[1]:g}, beta={winner[2]:g} beats every other compound candidate by more "
-                             f"than the seed noise")
+        rule = f" ({winner[4]} stage scaling)" if several_rules else ""
+        result["message"] = (f"alpha={winner[1]:g}, beta={winner[2]:g}{rule} beats every other compound candidate by "
+                             f"more than the seed noise")
     if "best_reference" in result:
         beaten = result["best_reference"]["significant"]
         result["message"] += (f"; it {'beats' if beaten else 'does not beat'} the best single-dimension reference "
@@ -746,23 +801,24 @@ def repeat_candidates(trials: tuple[TrialRecord, ...], repeats: int, top: int = 
     ranked = sorted(scores, key=lambda k: -statistics.fmean(scores[k]))
     chosen = [k for k in ranked if k[0] == "baseline"] + [k for k in ranked if k[0] == "compound"][:top] + \
         [k for k in ranked if k[0] in ("depth", "width", "resolution")][:1]
-    return tuple(Candidate(alpha, beta, gamma, kind, 1.0, r) for kind, alpha, beta, gamma in chosen
-                 for r in range(1, repeats + 1))
+    return tuple(Candidate(alpha, beta, gamma, kind, 1.0, r, stage_scaling=rule)
+                 for kind, alpha, beta, gamma, rule in chosen for r in range(1, repeats + 1))
 
 
 def rank_candidates(trials: tuple[TrialRecord, ...], epochs: int, top: int) -> tuple[Candidate, ...]:
     """The `top` best compound candidates again, trained for `epochs` (a longer proxy) with the first seed."""
     scores = _scores(tuple(t for t in trials if t.repeat == 0))
     ranked = sorted((k for k in scores if k[0] == "compound"), key=lambda k: -statistics.fmean(scores[k]))
-    return tuple(Candidate(alpha, beta, gamma, kind, 1.0, 0, epochs) for kind, alpha, beta, gamma in ranked[:top])
+    return tuple(Candidate(alpha, beta, gamma, kind, 1.0, 0, epochs, rule)
+                 for kind, alpha, beta, gamma, rule in ranked[:top])
 
 
 def rank_check(trials: tuple[TrialRecord, ...]) -> dict | None:
     """Kendall's tau between the short proxy's first scores and the longer proxy's for the same candidates; a
     warning when it is below 0.5 (the short proxy then ranks candidates unlike a longer training)."""
-    long = {(t.alpha, t.beta, t.gamma): t for t in trials if t.epochs > 0 and t.top1 is not None}
-    short = {(t.alpha, t.beta, t.gamma): t.top1 for t in trials if t.kind == "compound" and t.epochs == 0
-             and t.repeat == 0 and t.phi == 1.0 and t.top1 is not None}
+    long = {(t.alpha, t.beta, t.gamma, t.stage_scaling): t for t in trials if t.epochs > 0 and t.top1 is not None}
+    short = {(t.alpha, t.beta, t.gamma, t.stage_scaling): t.top1 for t in trials
+             if t.kind == "compound" and t.epochs == 0 and t.repeat == 0 and t.phi == 1.0 and t.top1 is not None}
     keys = [k for k in long if k in short]
     if len(keys) < 2:
         return None

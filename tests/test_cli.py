@@ -236,6 +236,18 @@ def test_scale_phi3_json_flops_ratio(capsys):
     assert data["output"] is None
 
 
+def test_scale_with_the_v2_stage_rule(capsys):
+    data = ok_json(capsys, "scale", "--phi", "7", "--baseline", "efficientnetv2-b0", "--stage-scaling", "v2")
+    expected = compound(get_baseline("efficientnetv2-b0"), phi=7, rule=scaler.stage_rule("v2"))
+    assert (data["stage_scaling"], data["max_resolution"]) == ("v2", 480)
+    assert data["scaled"]["spec"] == json.loads(json.dumps(to_dict(expected)))
+    assert data["scaled"]["resolution"] == 480 < compound(get_baseline("efficientnetv2-b0"), phi=7).resolution
+    capped = ok_json(capsys, "scale", "--phi", "3", "--max-resolution", "300")
+    assert (capped["stage_scaling"], capped["max_resolution"], capped["scaled"]["resolution"]) == ("uniform", 300, 300)
+    out = ok(capsys, "scale", "--phi", "2", "--stage-scaling", "v2")
+    assert "v2 stage scaling, capped at 480 px" in out
+
+
 @pytest.mark.parametrize("phi, low, high", [(-1.5, 0.3, 0.9), (-1, 0.3, 0.9), (0, 1, 1), (1, 2.0, 2.5)])
 def test_scale_any_phi(capsys, phi, low, high):
     data = ok_json(capsys, "scale", "--phi", phi)
@@ -324,6 +336,11 @@ BAD = [
     ("output is a directory", ["scale", "--phi", "1", "-o", "{tmp}"], ["directory"]),
     ("output suffix", ["scale", "--phi", "1", "-o", "{tmp}/spec.yaml"], ["spec.yaml", ".json"]),
     ("bad spec as baseline", ["scale", "--phi", "1", "--baseline", "{tmp}/even-kernel.json"], ["stages[0].kernel"]),
+    ("unknown stage rule", ["scale", "--phi", "1", "--stage-scaling", "v3"], ["--stage-scaling", "v3"]),
+    ("cap below the baseline", ["scale", "--phi", "1", "--stage-scaling", "v2", "--max-resolution", "192"],
+     ["max resolution", "192", "224"]),
+    ("cap zero", ["scale", "--phi", "1", "--max-resolution", "0"], ["max resolution"]),
+    ("cap abc", ["scale", "--phi", "1", "--max-resolution", "abc"], ["--max-resolution", "abc"]),
 ]
 
 

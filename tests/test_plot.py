@@ -2,6 +2,7 @@
 written, failed and pruned trials never break a figure, family curves come from the estimator, bad input is one
 line."""
 
+import json
 import math
 import shutil
 from dataclasses import replace
@@ -14,7 +15,7 @@ from scaler.baselines import get_baseline
 from scaler.budget import Budget, fit_phi
 from scaler.estimate import estimate
 from scaler.plot import DEFAULT_RULES, family_data, pareto_front, plot_family, plot_study, study_plot_data
-from scaler.scaling import compound
+from scaler.scaling import compound, stage_rule
 from scaler.search import QUICK, report, search
 from scaler.train import OutOfMemory
 from test_train import run_cli
@@ -117,6 +118,25 @@ def test_failed_and_pruned_trials_plot_and_are_told_apart(faulty, tmp_path):
     assert (tmp_path / "f.png").stat().st_size > 10_000
 
 
+def test_family_curves_follow_the_stage_rule(tmp_path, capsys, monkeypatch):
+    v2 = stage_rule("v2")
+    curves = family_data("efficientnet-b0", phis=(0, 4, 8), budget=Budget(macs=40e9), stage_rule=v2)
+    for curve in curves:
+        assert (curve.stage_scaling, curve.max_resolution) == ("v2", 480)
+        assert curve.macs == tuple(estimate(compound(get_baseline("efficientnet-b0"), curve.alpha, curve.beta,
+                                                     curve.gamma, phi, rule=v2)).macs for phi in (0, 4, 8))
+    paper = curves[0]
+    assert paper.budget_phi == fit_phi("efficientnet-b0", Budget(macs=40e9), rule=v2).phi
+    assert paper.macs[-1] < family_data("efficientnet-b0", phis=(0, 4, 8))[0].macs[-1]  # the capped resolution
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "plot", "--family", "--stage-scaling", "v2", "--max-resolution", "400",
+                             "--max-phi", "2", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert {(c["stage_scaling"], c["max_resolution"]) for c in data["curves"]} == {("v2", 400)}
+    assert (tmp_path / "family.png").stat().st_size > 10_000
+
+
 def test_family_curves_come_from_the_estimator_and_meet_the_budget_where_fit_phi_says():
     budget = Budget(macs=2e9)
     curves = family_data("efficientnet-b0", phis=(0, 0.5, 1, 2, 3), budget=budget)
@@ -173,6 +193,8 @@ def test_plot_and_report_commands(validated, tmp_path, monkeypatch, capsys):
     (["plot", "nope", "--storage", "sqlite:///missing.db"], "does not exist"),
     (["search", "--quick", "--validate-phi", "1,x"], "--validate-phi: expected numbers"),
     (["search", "--quick", "--validate-phi", "-1"], "validate phi"),
+    (["plot", "--family", "--stage-scaling", "v3"], "--stage-scaling"),
+    (["plot", "--family", "--stage-scaling", "v2", "--max-resolution", "100"], "max resolution: 100 px is below"),
 ])
 def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)

@@ -12,16 +12,22 @@ from hypothesis import strategies as st
 
 from scaler.baselines import baseline_names, get_baseline
 from scaler.errors import ScalerError
+from scaler.budget import Budget, fit_phi
+from scaler.estimate import estimate
 from scaler.scaling import (
     PAPER_ALPHA,
     PAPER_BETA,
     PAPER_GAMMA,
+    UNIFORM,
+    StageRule,
     compound,
     multipliers,
     round_channels,
     round_repeats,
     round_resolution,
     scale,
+    stage_depths,
+    stage_rule,
 )
 from scaler.spec import Spec, validate
 
@@ -315,3 +321,105 @@ def test_compound_property(name, alpha, beta, gamma, phi, phi2):
     assert all(x.channels <= y.channels for x, y in zip(a.stages, b.stages))
     assert a.stem.channels <= b.stem.channels and a.head.channels <= b.head.channels
     assert a.resolution <= b.resolution
+
+
+# ---------------------------------------------------------------- stage rules: uniform and v2
+
+V2 = stage_rule("v2")
+V2_S = get_baseline("efficientnetv2-s")
+# The published V2-M and V2-L stage depths, their new 7th stage (same feature-map size as the 6th) counted with the
+# 6th: no scaling of a 6-stage spec can invent a 7th stage (docs/STAGE_SCALING.md).
+V2_M = (3, 5, 5, 7, 14, 18 + 5)
+V2_L = (4, 7, 7, 10, 19, 25 + 7)
+
+
+def _grown(rule, published):
+    depth = sum(published) / sum(stage.repeats for stage in V2_S.stages)
+    return tuple(stage.repeats for stage in scale(V2_S, depth=depth, rule=rule).stages)
+
+
+def _error(grown, published):
+    return sum(abs(a - b) for a, b in zip(grown, published))
+
+
+def test_v2_rule_grows_v2_s_close_to_the_published_v2_m_and_v2_l():
+    assert _grown(V2, V2_M) == (3, 6, 6, 8, 14, 23)
+    assert _grown(V2, V2_L) == (4, 7, 7, 11, 20, 32)
+    assert _grown(UNIFORM, V2_M) == (3, 6, 6, 9, 13, 22)
+    assert _grown(UNIFORM, V2_L) == (4, 8, 8, 12, 18, 30)
+    # Blocks off in all, over the six stages: v2 is 3 and 2 blocks off where uniform is 6 and 7.
+    assert (_error(_grown(V2, V2_M), V2_M), _error(_grown(V2, V2_L), V2_L)) == (3, 2)
+    assert (_error(_grown(UNIFORM, V2_M), V2_M), _error(_grown(UNIFORM, V2_L), V2_L)) == (6, 7)
+    # Where it differs: stages 2-4 get one block more than published (V2-M, V2-L grew stage 4 least of all).
+    assert [a - b for a, b in zip(_grown(V2, V2_M), V2_M)] == [0, 1, 1, 1, 0, 0]
+
+
+def test_the_example_program_prints_the_same_fit():
+    import runpy
+    from pathlib import Path
+
+    fit = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "stage_rule_fit.py"))
+    assert fit["error"](V2, "efficientnetv2-m") == 3 and fit["error"](V2, "efficientnetv2-l") == 2
+    assert fit["PUBLISHED"] == {"efficientnetv2-m": V2_M, "efficientnetv2-l": V2_L}
+
+
+def test_v2_adds_as_many_blocks_as_uniform_before_rounding_and_more_of_them_late():
+    repeats = tuple(stage.repeats for stage in B0.stages)
+    for depth in (1.2, 1.728, 2.0736, 3.1):
+        depths = stage_depths(repeats, depth, V2)
+        assert sum(r * d for r, d in zip(repeats, depths)) == pytest.approx(depth * sum(repeats))
+        assert depths[-1] == depths[-2] > depth > depths[0] == depths[-3]
+        assert depths[-1] - 1 == pytest.approx(1.5 * (depths[0] - 1))  # later_weight
+    uniform, v2 = compound(B0, phi=3), compound(B0, phi=3, rule=V2)
+    assert [s.repeats for s in v2.stages][-2:] > [s.repeats for s in uniform.stages][-2:]
+
+
+@pytest.mark.parametrize("depth", [1.0, 0.5, 0.25])
+def test_shrinking_is_uniform_under_both_rules(depth):
+    assert scale(V2_S, depth=depth, rule=V2) == scale(V2_S, depth=depth)
+    assert stage_depths((1, 2, 3), depth, V2) == (depth,) * 3
+
+
+def test_uniform_rule_is_the_default_and_unchanged():
+    assert compound(B0, phi=2, rule=UNIFORM) == compound(B0, phi=2)
+    assert stage_rule("uniform") == UNIFORM and UNIFORM.max_resolution is None
+
+
+def test_v2_caps_the_resolution_at_480_by_default_and_at_any_cap_given():
+    assert compound(B0, phi=7).resolution == 592  # 224 x 1.15^7 = 595.8, to the nearest multiple of 8
+    assert compound(B0, phi=7, rule=V2).resolution == 480
+    assert compound(B0, phi=7, rule=stage_rule("v2", 320)).resolution == 320
+    assert compound(B0, phi=7, rule=stage_rule("uniform", 400)).resolution == 400
+    assert compound(B0, phi=1, rule=V2).resolution == compound(B0, phi=1).resolution  # below the cap: as before
+    # Under the cap the rest of the network still grows: FLOPs keep rising with phi, more slowly.
+    flops = [estimate(compound(B0, phi=phi, rule=V2)).macs for phi in (6, 7, 8)]
+    assert flops == sorted(flops) and flops[-1] < estimate(compound(B0, phi=8)).macs
+
+
+def test_the_budget_fit_follows_the_stage_rule():
+    budget = Budget(macs=40e9)
+    uniform, v2 = fit_phi(B0, budget), fit_phi(B0, budget, rule=V2)
+    assert v2.spec.resolution <= 480 < uniform.spec.resolution
+    assert v2.phi > uniform.phi and v2.macs <= 40e9  # the capped resolution leaves room for more depth and width
+    assert v2.spec == compound(B0, PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, v2.phi, rule=V2)
+
+
+def test_a_cap_below_the_baseline_resolution_is_refused():
+    with pytest.raises(ScalerError, match="max resolution: 200 px is below efficientnet-b0's own resolution"):
+        compound(B0, phi=1, rule=stage_rule("v2", 200))
+    with pytest.raises(ScalerError, match="max resolution: 200 px"):
+        fit_phi(B0, Budget(macs=4e9), rule=stage_rule("v2", 200))
+    compound(B0, phi=1, rule=stage_rule("v2", 224))  # the baseline's own resolution is a valid cap
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"name": "v3"}, "stage scaling: must be one of uniform, v2"),
+    ({"name": "v2", "max_resolution": 0}, "max resolution: must be at least 1"),
+    ({"name": "v2", "max_resolution": 480.5}, "max resolution: expected an integer"),
+    ({"name": "v2", "later_stages": 0}, "later stages"),
+    ({"name": "v2", "later_weight": 0.5}, "later weight"),
+    ({"name": "v2", "later_weight": math.nan}, "later weight"),
+])
+def test_bad_stage_rules_name_the_field(kwargs, message):
+    with pytest.raises(ScalerError, match=message):
+        StageRule(**kwargs)

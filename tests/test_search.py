@@ -15,7 +15,7 @@ import pytest
 import tomli_w
 
 import scaler.search as module
-from scaler.budget import Budget
+from scaler.budget import Budget, fit_phi
 from scaler.cli import main
 from scaler.errors import ScalerError
 from scaler.search import QUICK, Recipe, load_recipe, open_study, records, report, search, settle
@@ -273,6 +273,60 @@ def test_a_recipe_file_sets_every_field_and_names_its_errors(tmp_path):
         load_recipe(tmp_path / "missing.toml")
 
 
+def test_each_stage_rule_scores_the_grid_and_the_reference_it_changes():
+    both = replace(TEN, stage_scaling=("uniform", "v2"))
+    uniform = [c for c in both.candidates() if c.stage_scaling == "uniform"]
+    v2 = [c for c in both.candidates() if c.stage_scaling == "v2"]
+    assert [replace(c, stage_scaling="uniform") for c in uniform] == list(TEN.candidates())
+    grid = [c for c in uniform if c.kind == "compound"]
+    assert [c.kind for c in v2] == ["depth"] + ["compound"] * len(grid)  # baseline, width, resolution: no rule
+    assert both.total() == TEN.total() + 1 + len(grid)
+    assert {c.stage_scaling for c in replace(TEN, stage_scaling=["v2"]).candidates()} == {"v2"}
+    assert both.rule("v2").max_resolution == 480 and both.rule("uniform").max_resolution is None
+    assert replace(both, max_resolution=300).rule("uniform").max_resolution == 300
+    # On the proxy the cap shrinks with the resolution: TEN's proxy is 32 px of B0's 224.
+    assert both.proxy_rule("v2").max_resolution == round(480 * 32 / 224)
+    for bad, message in [("v2", "expected a list"), ((), "expected a list"), (("v2", "x"), "must be one of"),
+                         (("v2", "v2"), "named twice")]:
+        with pytest.raises(ScalerError, match=message):
+            replace(TEN, stage_scaling=bad)
+
+
+@pytest.mark.slow
+def test_a_study_of_both_stage_rules(tmp_path):
+    """Both rules in one study: v2 candidates that round to a uniform network share its score, the others train;
+    the winner names its rule, and the budget fit uses it."""
+    storage = storage_in(tmp_path)
+    recipe = replace(TINY, stage_scaling=("uniform", "v2"))
+    result = search(recipe, Budget(macs=40e9), "b", storage, device="cpu")
+    rules = {(t.kind, t.stage_scaling) for t in result.trials}
+    assert rules == {("baseline", "uniform"), ("depth", "uniform"), ("width", "uniform"),
+                     ("resolution", "uniform"), ("compound", "uniform"), ("depth", "v2"), ("compound", "v2")}
+    assert len(result.trials) == len(recipe.candidates()) and all(t.state == "COMPLETE" for t in result.trials)
+    depth = {t.stage_scaling: t for t in result.trials if t.kind == "depth"}
+    assert depth["v2"].params != depth["uniform"].params and depth["v2"].same_network_as is None
+    keys = [(t.kind, t.alpha, t.beta, t.stage_scaling) for t in result.trials]
+    assert len(keys) == len(set(keys))
+    best = result.best
+    assert result.to_dict()["best"]["stage_scaling"] == best.stage_scaling
+    assert result.fit.spec == fit_phi(recipe.baseline, Budget(macs=40e9), best.alpha, best.beta, best.gamma,
+                                      rule=recipe.rule(best.stage_scaling)).spec
+    assert len(search(recipe, None, "b", storage, device="cpu").trials) == len(result.trials)  # nothing retrained
+
+
+@pytest.mark.slow
+def test_tpe_chooses_the_stage_rule_too(tmp_path):
+    storage = storage_in(tmp_path)
+    recipe = replace(TINY, sampler="tpe", trials=4, alpha_range=(1.0, 1.4), beta_range=(1.0, 1.4),
+                     stage_scaling=("uniform", "v2"))
+    search(recipe, None, "t", storage, device="cpu")
+    study = optuna.load_study(study_name="t", storage=storage)
+    proposed = [t for t in study.get_trials() if t.user_attrs.get("sampled")]
+    assert proposed and all(t.params["stage_scaling"] == t.user_attrs["stage_scaling"] in ("uniform", "v2")
+                            for t in proposed if "stage_scaling" in t.params)
+    assert module._proposed(study) == 4
+
+
 def test_the_shipped_recipes_load():
     from pathlib import Path
 
@@ -309,6 +363,11 @@ def test_the_shipped_recipes_load():
     (["--baseline", "nope"], "nope"),
     (["--recipe", "missing.toml"], "cannot read"),
     (["--recipe", "x.toml", "--quick"], "--quick and --recipe"),
+    (["--stage-scaling", "v3"], "stage scaling: must be one of uniform, v2, got 'v3'"),
+    (["--stage-scaling", "v2,v2"], "stage scaling: a rule is named twice"),
+    (["--stage-scaling", "uniform,v2", "--max-resolution", "100"], "max resolution: 100 px is below"),
+    (["--stage-scaling", "v2", "--max-resolution", "100", "--budget-gflops", "4"], "max resolution: 100 px"),
+    (["--max-resolution", "-1"], "max resolution: must be at least 0"),
 ])
 def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
