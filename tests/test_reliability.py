@@ -119,6 +119,7 @@ def exit_status(capsys, args):
        dtype=st.sampled_from(["float32", "bfloat16", "int8", ""]))
 def test_fuzzed_options_are_accepted_or_one_line_exit_2(capsys, phi, alpha, resolution, batch, dtype):
     for args in (["scale", "--phi", phi, "--alpha", alpha], ["scale", "--phi", phi, "--baseline", "resnet18"],
+                 ["scale", "--phi", phi, "--stage-scaling", "v2", "--max-resolution", resolution],
                  ["estimate", "efficientnet-b0", "--resolution", resolution, "--batch-size", batch, "--dtype", dtype],
                  ["show", alpha], ["estimate", phi]):
         code, captured = exit_status(capsys, args)
