@@ -117,23 +117,34 @@ def study_plot_data(result: SearchResult) -> StudyPlot:
     )
 
 
+def point_series(data: StudyPlot) -> tuple[tuple[str, str, str, bool, tuple[TrialRecord, ...]], ...]:
+    """The accuracy panel's points, one series per kind of trial and stage rule: (legend label, marker, colour,
+    hollow, trials). The stage rules are told apart: uniform in filled markers, v2 in hollow ones, and each rule
+    named in the legend when the study has another than uniform."""
+    rules = sorted({t.stage_scaling for t in data.trials}, key=lambda r: r != "uniform")
+    series = []
+    for kind, (label, marker, colour) in STYLE.items():
+        for rule in rules:
+            points = tuple(t for t in data.scored if t.kind == kind and t.stage_scaling == rule)
+            if points:
+                named = label + (f" [{rule}]" if rules != ["uniform"] else "")
+                series.append((named, marker, colour, rule != "uniform", points))
+    return tuple(series)
+
+
 def draw_study(data: StudyPlot) -> Figure:
     figure = Figure(figsize=(13, 5.2))
     ax, land = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
     by_number = {t.number: t for t in data.scored}
-    rules = sorted({t.stage_scaling for t in data.trials}, key=lambda r: r != "uniform")
-    for (kind, (label, marker, colour)), rule in ((k, r) for k in STYLE.items() for r in rules):
-        points = [t for t in data.scored if t.kind == kind and t.stage_scaling == rule]
-        if points:
-            # The stage rules told apart: uniform in filled markers, v2 in hollow ones, each named in the legend.
-            hollow = rule != "uniform"
-            ax.scatter([t.macs / 1e6 for t in points], [t.top1 for t in points], marker=marker,
-                       s=90 if kind != "compound" else 40, label=label + (f" [{rule}]" if rules != ["uniform"] else ""),
-                       zorder=3, facecolors="none" if hollow else colour, edgecolors=colour if hollow else "white",
-                       linewidths=1.2 if hollow else 0.5)
-            if data.noise_std is not None:
-                ax.errorbar([t.macs / 1e6 for t in points], [t.top1 for t in points], yerr=data.noise_std,
-                            fmt="none", ecolor=colour, alpha=0.5, capsize=2, zorder=2)
+    for label, marker, colour, hollow, points in point_series(data):
+        kind = points[0].kind
+        ax.scatter([t.macs / 1e6 for t in points], [t.top1 for t in points], marker=marker,
+                   s=90 if kind != "compound" else 40, label=label, zorder=3,
+                   facecolors="none" if hollow else colour, edgecolors=colour if hollow else "white",
+                   linewidths=1.2 if hollow else 0.5)
+        if data.noise_std is not None:
+            ax.errorbar([t.macs / 1e6 for t in points], [t.top1 for t in points], yerr=data.noise_std,
+                        fmt="none", ecolor=colour, alpha=0.5, capsize=2, zorder=2)
     colours = {label: colour for label, _, colour in STYLE.values()}
     for label, points in data.curves:
         ax.plot([macs / 1e6 for _, macs, _ in points], [top1 for _, _, top1 in points], color=colours[label],

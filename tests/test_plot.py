@@ -14,7 +14,8 @@ import scaler.search as module
 from scaler.baselines import get_baseline
 from scaler.budget import Budget, fit_phi
 from scaler.estimate import estimate
-from scaler.plot import DEFAULT_RULES, family_data, pareto_front, plot_family, plot_study, study_plot_data
+from scaler.plot import (DEFAULT_RULES, family_data, pareto_front, plot_family, plot_study, point_series,
+                         study_plot_data)
 from scaler.scaling import compound, stage_rule
 from scaler.search import QUICK, report, search
 from scaler.train import OutOfMemory
@@ -73,6 +74,34 @@ def test_plotted_points_are_the_studys_trials(validated):
     assert set(data.pareto) == brute
     assert sorted(data.landscape) == sorted((t.alpha, t.beta, t.gamma, t.top1) for t in scored
                                             if t.kind == "compound")
+
+
+@pytest.mark.slow
+def test_a_study_of_both_stage_rules_plots_them_apart(tmp_path):
+    storage = f"sqlite:///{tmp_path}/r.db"
+    result = search(replace(TINY, stage_scaling=("uniform", "v2")), None, "r", storage, device="cpu",
+                    validate_phis=(1, 2))
+    data = study_plot_data(result)
+    series = {label: (hollow, points) for label, _, _, hollow, points in point_series(data)}
+    assert {"compound (grid) [uniform]", "compound (grid) [v2]", "depth only [uniform]", "depth only [v2]",
+            "baseline [uniform]"} <= set(series)
+    for label, (hollow, points) in series.items():
+        assert hollow == label.endswith("[v2]")
+        assert {t.stage_scaling for t in points} == {label.rsplit("[", 1)[1].rstrip("]")}
+    assert sum(len(points) for _, points in series.values()) == len(data.scored)  # every point in one series
+    rule = result.best.stage_scaling
+    assert data.landscape_rule == rule
+    assert sorted(data.landscape) == sorted((t.alpha, t.beta, t.gamma, t.top1) for t in data.scored
+                                            if t.kind == "compound" and t.stage_scaling == rule)
+    family = [t for t in result.trials if t.kind == "family"]
+    assert family and {t.stage_scaling for t in family} == {rule}  # the found family is validated under its rule
+    plot_study(result, tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_a_uniform_study_names_no_rule_in_its_legend(validated):
+    labels = [label for label, *_ in point_series(study_plot_data(report("v", validated[1])))]
+    assert labels and not any("[" in label for label in labels)
 
 
 @pytest.mark.slow
