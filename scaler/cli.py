@@ -423,8 +423,13 @@ def _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, b
 
 
 def _best_line(best) -> str:
-    rule = "" if best.stage_scaling == "uniform" else f", {best.stage_scaling} stage scaling"
-    return f"best: alpha={best.alpha:g} beta={best.beta:g} gamma={best.gamma:.4f}{rule} top-1 {best.top1:.3f}"
+    return f"best: {_candidate_text(best, 4)} top-1 {best.top1:.3f}"
+
+
+def _candidate_text(record, digits: int = 3) -> str:
+    """alpha=... beta=... gamma=..., and the stage rule when it is not the default."""
+    rule = "" if record.stage_scaling == "uniform" else f" ({record.stage_scaling})"
+    return f"alpha={record.alpha:g} beta={record.beta:g} gamma={record.gamma:.{digits}f}{rule}"
 
 
 def _confidence_line(confidence: dict) -> str:
@@ -480,8 +485,7 @@ def studies_command(context, storage, as_json) -> None:
         return
     rows = []
     for s in summaries:
-        best = "-" if s.best is None else (f"alpha={s.best.alpha:g} beta={s.best.beta:g} gamma={s.best.gamma:.3f} "
-                                          f"top-1 {s.best.top1:.3f}")
+        best = "-" if s.best is None else f"{_candidate_text(s.best)} top-1 {s.best.top1:.3f}"
         rows.append([s.name, s.sampler, f"{s.complete}/{s.total}", s.failed, s.pruned, s.running, best, s.storage])
     click.echo(_table(["study", "sampler", "done", "failed", "pruned", "running", "best", "storage"], rows))
 

@@ -293,7 +293,7 @@ def test_each_stage_rule_scores_the_grid_and_the_reference_it_changes():
 
 
 @pytest.mark.slow
-def test_a_study_of_both_stage_rules(tmp_path):
+def test_a_study_of_both_stage_rules(tmp_path, capsys):
     """Both rules in one study: v2 candidates that round to a uniform network share its score, the others train;
     the winner names its rule, and the budget fit uses it."""
     storage = storage_in(tmp_path)
@@ -312,6 +312,9 @@ def test_a_study_of_both_stage_rules(tmp_path):
     assert result.fit.spec == fit_phi(recipe.baseline, Budget(macs=40e9), best.alpha, best.beta, best.gamma,
                                       rule=recipe.rule(best.stage_scaling)).spec
     assert len(search(recipe, None, "b", storage, device="cpu").trials) == len(result.trials)  # nothing retrained
+    main(["studies", "show", "b", "--storage", storage])
+    out = capsys.readouterr().out
+    assert "uniform, v2 stage scaling" in out and "depth [v2]" in out and "compound [uniform]" in out
 
 
 @pytest.mark.slow
