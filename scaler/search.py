@@ -138,8 +138,11 @@ class Recipe:
 
     def proxy(self) -> Spec:
         """The baseline shrunk for scoring: the network each candidate's phi = 1 scaling starts from."""
-        return scale(resolve_spec(self.baseline), width=self.proxy_width, depth=self.proxy_depth,
-                     resolution=self.proxy_resolution)
+        return self.shrink(resolve_spec(self.baseline))
+
+    def shrink(self, spec: Spec) -> Spec:
+        """Any network shrunk as this recipe's proxy is: its width, depth and resolution."""
+        return scale(spec, width=self.proxy_width, depth=self.proxy_depth, resolution=self.proxy_resolution)
 
     def rule(self, name: str) -> StageRule:
         """The stage rule `name` for the full-size network, with this recipe's resolution cap."""
@@ -313,7 +316,15 @@ def open_study(recipe: Recipe, study_name: str, storage: str, worker: int = 0, p
                                 direction="maximize", load_if_exists=True, sampler=_sampler(recipe, worker),
                                 pruner=pruner)
     settings = json.loads(json.dumps(recipe.settings()))  # as stored: tuples become lists
-    mark = fingerprint(recipe.candidates(), **settings)
+    check_settings(study, settings, fingerprint(recipe.candidates(), **settings))
+    if recipe.sampler == "tpe" and study.user_attrs.get("trials", 0) < recipe.trials:
+        study.set_user_attr("trials", recipe.trials)
+    return study
+
+
+def check_settings(study: optuna.Study, settings: dict, mark: str) -> None:
+    """Store the settings and their fingerprint `mark` in a new study; refuse an existing study made with other
+    settings, naming what differs."""
     stored = study.user_attrs.get("fingerprint")
     if stored is None:
         study.set_user_attr("fingerprint", mark)
@@ -321,11 +332,13 @@ def open_study(recipe: Recipe, study_name: str, storage: str, worker: int = 0, p
     elif stored != mark:
         theirs = study.user_attrs.get("recipe", {})
         differ = sorted(k for k in set(settings) | set(theirs) if settings.get(k) != theirs.get(k))
-        raise ScalerError(f"study {study_name!r} was made with other settings ({', '.join(differ) or 'grid'} "
+        raise ScalerError(f"study {study.study_name!r} was made with other settings ({', '.join(differ) or 'grid'} "
                           f"differ); use the same settings, or another --study-name")
-    if recipe.sampler == "tpe" and study.user_attrs.get("trials", 0) < recipe.trials:
-        study.set_user_attr("trials", recipe.trials)
-    return study
+
+
+def mark_worker(trial: optuna.Trial, device: torch.device) -> None:
+    """Record which process trains the trial, so that its loss is noticed (see `fail_lost_trials`)."""
+    trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(device)})
 
 
 def _finished(trial: optuna.trial.FrozenTrial, failures: tuple[str, ...] = SETTLED_FAILURES) -> bool:
@@ -346,17 +359,23 @@ def _settled_keys(study: optuna.Study, settled_failures: tuple[str, ...] = SETTL
             and (_finished(t, settled_failures) or (pending and _pending(t)))}
 
 
-def settle(study: optuna.Study, recipe: Recipe, retry_errors: bool = False, extra: tuple[Candidate, ...] = ()) -> int:
-    """Fail the trials whose worker is gone, then queue every candidate (the recipe's and `extra`) that is neither
-    finished nor pending. `retry_errors` also queues candidates whose training raised an unexpected error (once
-    per command).
-    Returns how many candidates were queued."""
+def fail_lost_trials(study: optuna.Study) -> None:
+    """Record as failed the running trials whose worker is gone: a dead process on this machine at once, a
+    silent one on another machine by the storage's heartbeat."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # other machines' dead workers (relational storages)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if _dead_local_owner(trial):
             study.tell(trial.number, state=TrialState.FAIL)
+
+
+def settle(study: optuna.Study, recipe: Recipe, retry_errors: bool = False, extra: tuple[Candidate, ...] = ()) -> int:
+    """Fail the trials whose worker is gone, then queue every candidate (the recipe's and `extra`) that is neither
+    finished nor pending. `retry_errors` also queues candidates whose training raised an unexpected error (once
+    per command).
+    Returns how many candidates were queued."""
+    fail_lost_trials(study)
     settled = _settled_keys(study, FINAL_FAILURES if retry_errors else SETTLED_FAILURES)
     wanted = {}
     for c in recipe.candidates() + tuple(extra):
@@ -483,7 +502,7 @@ class _Objective:
         return self._train(trial, _candidate(attrs))
 
     def _train(self, trial: optuna.Trial, candidate: Candidate) -> float:
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(self.device)})
+        mark_worker(trial, self.device)
         if candidate.kind == "baseline":
             network = self.proxy
         else:
