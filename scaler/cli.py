@@ -6,21 +6,23 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import click
 import optuna
 
 from scaler.baselines import baseline_names, get_baseline, resolve_spec
-from scaler.errors import ScalerError, check_number
+from scaler.errors import ScalerError, check_number, check_output_file
 from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, Estimate, estimate
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, STAGE_RULES, compound, multipliers, stage_rule
 from scaler.spec import Spec, save_spec, to_dict
 from scaler.budget import Budget
-from scaler.search import (QUICK, SAMPLERS, Recipe, WorkerFailed, list_studies, load_recipe, recipe_from_dict,
-                           report, search)
-from scaler.plot import DEFAULT_RULES, check_output, plot_family, plot_study
+from scaler.baseline_search import (MNAS_W, QUICK_BASELINE, BaselineRecipe, baseline_report, baseline_search,
+                                    is_baseline_study)
+from scaler.search import QUICK, SAMPLERS, Recipe, WorkerFailed, load_recipe, recipe_from_dict, report, search
+from scaler.studies import list_studies
+from scaler.plot import DEFAULT_RULES, check_output, plot_baseline, plot_family, plot_study
 from scaler.report import stage_table, write_report
 from scaler.storage import StorageFailed, find_study, storage_folder
 from scaler.train import NONFINITE_CHECK_EVERY, TrainingError, train
@@ -316,20 +318,30 @@ def budget_options(command):
     return command
 
 
+def proxy_options(command):
+    """The proxy-training options, shared by the two searches (each candidate is shrunk and trained alike)."""
+    options = [
+        click.option("--data", help="Proxy data (default synthetic)."),
+        click.option("--epochs", type=int, help="Proxy epochs per candidate."),
+        click.option("--proxy-resolution", type=int, help="Proxy training resolution in pixels (default 48)."),
+        click.option("--proxy-width", type=float, help="Shrink each candidate's width for scoring (default 0.5)."),
+        click.option("--proxy-depth", type=float, help="Shrink each candidate's depth for scoring (default 0.5)."),
+        click.option("--batch-size", "-b", type=int, help="Proxy batch size (and the memory and latency budgets')."),
+        click.option("--train-size", type=int, help="Proxy training images (default 5000)."),
+        click.option("--val-size", type=int, help="Proxy validation images (default 1000)."),
+        click.option("--seed", type=int, help="Proxy seed."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command(name="search")
 @budget_options
 @click.option("--quick", is_flag=True, help="A tiny proxy and grid: the whole command in minutes on a CPU.")
 @click.option("--recipe", type=click.Path(dir_okay=False), help="Study recipe (TOML); options given here override it.")
 @click.option("--baseline", help="Baseline to scale: a name or a spec file (default efficientnet-b0).")
-@click.option("--data", help="Proxy data (default synthetic).")
-@click.option("--epochs", type=int, help="Proxy epochs per candidate.")
-@click.option("--proxy-resolution", type=int, help="Proxy training resolution in pixels (default 48).")
-@click.option("--proxy-width", type=float, help="Shrink the baseline's width for scoring (default 0.5).")
-@click.option("--proxy-depth", type=float, help="Shrink the baseline's depth for scoring (default 0.5).")
-@click.option("--batch-size", "-b", type=int, help="Proxy batch size (and the memory and latency budgets').")
-@click.option("--train-size", type=int, help="Proxy training images (default 5000).")
-@click.option("--val-size", type=int, help="Proxy validation images (default 1000).")
-@click.option("--seed", type=int, help="Proxy seed.")
+@proxy_options
 @click.option("--sampler", type=click.Choice(SAMPLERS), help="grid (default) or tpe (a continuous search).")
 @click.option("--trials", type=int, help="With --sampler tpe: how many candidates TPE proposes (default 20).")
 @click.option("--stage-scaling", help="Stage rules to score, e.g. uniform,v2: each scores the grid (default uniform).")
@@ -404,6 +416,77 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
                    f"{', '.join(f.binding) or '-'}")
         click.echo(_spec_table(f.spec))
         click.echo(f"wrote {result.spec_path}")
+    click.echo(FLOPS_NOTE)
+
+
+@cli.command(name="baseline-search")
+@click.option("--target-mflops", type=float, required=True, help="FLOPs target T (millions of multiply-adds).")
+@click.option("--start", help="The baseline searched around: a name or spec file of MBConv / Fused-MBConv stages "
+              "(default efficientnet-b0).")
+@click.option("--w", "w", type=float, help=f"Reward exponent: top-1 x (FLOPs / T)^w (default {MNAS_W:g}, MnasNet's).")
+@click.option("--pareto", is_flag=True, help="Two objectives (top-1 up, FLOPs down) instead of one reward.")
+@click.option("--trials", type=int, help="Candidates to train, counting earlier runs' (default 30; 5 with --quick).")
+@click.option("--quick", is_flag=True, help="A tiny proxy and few candidates: the whole command in minutes on a CPU.")
+@proxy_options
+@click.option("--study-name", default=None, help="Study name (default 'baseline' or 'baseline-quick').")
+@click.option("--storage", help="Optuna storage URL (default sqlite:///studies/<study-name>.db).")
+@click.option("--output", "-o", help="Spec file for the best baseline (default <study-name>-baseline.json beside "
+              "the study's database).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def baseline_search_command(target_mflops, start, w, pareto, trials, quick, study_name, storage, output, device,
+                            as_json, **proxy) -> None:
+    """Search a baseline network for a FLOPs target, as B0 was found before it was scaled.
+
+    TPE chooses each stage's block (MBConv or Fused-MBConv), kernel, expansion, squeeze-excitation, repeats and
+    width around --start; candidates outside 0.5-1.5x the target are rejected untrained, the rest scored by proxy
+    training. The best is written as a spec file for `scaler search --baseline FILE` and `scaler scale`.
+
+    Example: scaler baseline-search --quick --target-mflops 400
+    """
+    base = QUICK_BASELINE if quick else BaselineRecipe()
+    given = {k: v for k, v in proxy.items() if v is not None}
+    settings = replace(base, proxy=recipe_from_dict(given, base.proxy, "options"),
+                       **{k: v for k, v in {"start": start, "w": w, "trials": trials}.items() if v is not None},
+                       target_mflops=target_mflops, pareto=pareto)
+    if output is not None:
+        check_output_file(output, (".json", ".toml"))
+    name = study_name or ("baseline-quick" if quick else "baseline")
+    started, ended_here = time.monotonic(), []
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+    def begin(done, total) -> None:
+        click.echo(f"study {name}: {done} of {total} candidates trained, target {target_mflops:g} MFLOPs", err=True)
+
+    def progress(record, done, total) -> None:
+        ended_here.append(record)
+        eta = (time.monotonic() - started) / len(ended_here) * max(0, total - done)
+        score = f"top-1 {record.top1:.3f} reward {record.reward:.4f}" if record.top1 is not None else record.failure
+        click.echo(f"trial {done}/{total}  {record.macs / 1e6:,.0f} MFLOPs  {record.stages}  {score}  "
+                   f"ETA {_duration(eta)}", err=True)
+
+    result = baseline_search(settings, name, storage, device, output, progress, begin)
+    if result.note:
+        click.echo(f"scaler: {result.note}", err=True)
+    if as_json:
+        _emit_json(result.to_dict())
+        return
+    _print_baseline_result(result)
+
+
+def _print_baseline_result(result) -> None:
+    """The best candidates by reward, the winner's per-stage table, and where its spec went."""
+    r = result.recipe
+    click.echo(f"baseline study {result.study_name}: around {r.start}, target {r.target_mflops:g} MFLOPs, reward "
+               f"top-1 x (FLOPs / target)^{r.w:g}{' (two objectives)' if r.pareto else ''}; {len(result.trials)} "
+               f"candidates trained, {result.rejected} rejected outside the FLOPs band untrained")
+    rows = [[t.number, f"{t.reward:.4f}", f"{t.top1:.3f}", f"{t.macs / 1e6:,.1f}", f"{t.params:,}", t.stages]
+            for t in result.top()]
+    click.echo(_table(["trial", "reward", "top-1", "MFLOPs", "params", "stages"], rows))
+    if result.spec is not None:
+        click.echo(_spec_table(result.spec))
+        if result.spec_path:
+            click.echo(f"wrote {result.spec_path}")
     click.echo(FLOPS_NOTE)
 
 
@@ -485,9 +568,15 @@ def studies_command(context, storage, as_json) -> None:
         return
     rows = []
     for s in summaries:
-        best = "-" if s.best is None else f"{_candidate_text(s.best)} top-1 {s.best.top1:.3f}"
-        rows.append([s.name, s.sampler, f"{s.complete}/{s.total}", s.failed, s.pruned, s.running, best, s.storage])
-    click.echo(_table(["study", "sampler", "done", "failed", "pruned", "running", "best", "storage"], rows))
+        if s.best is None:
+            best = "-"
+        elif s.kind == "baseline":
+            best = f"{s.best.stages} top-1 {s.best.top1:.3f} reward {s.best.reward:.4f}"
+        else:
+            best = f"{_candidate_text(s.best)} top-1 {s.best.top1:.3f}"
+        rows.append([s.name, s.kind, s.sampler, f"{s.complete}/{s.total}", s.failed, s.pruned, s.running, best,
+                     s.storage])
+    click.echo(_table(["study", "kind", "sampler", "done", "failed", "pruned", "running", "best", "storage"], rows))
 
 
 @studies_command.command(name="show")
@@ -499,7 +588,15 @@ def studies_show(name, storage, as_json) -> None:
 
     Example: scaler studies show quick
     """
-    result = report(name, find_study(name, storage))
+    url = find_study(name, storage)
+    if is_baseline_study(name, url):
+        result = baseline_report(name, url)
+        if as_json:
+            _emit_json(result.to_dict())
+        else:
+            _print_baseline_result(result)
+        return
+    result = report(name, url)
     if as_json:
         _emit_json(result.to_dict())
         return
@@ -546,6 +643,14 @@ def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, m
             raise ScalerError("plot: give a STUDY, or --family")
         url = find_study(study, storage)
         path = check_output(output or storage_folder(url) / f"{study}.png")
+        if is_baseline_study(study, url):
+            data = plot_baseline(baseline_report(study, url), path)
+            if as_json:
+                _emit_json({"output": str(path)} | asdict(data))
+                return
+            click.echo(f"wrote {path}: {len(data.points)} candidates plotted, {len(data.pareto)} on the Pareto "
+                       f"front; {data.rejected} rejected outside the FLOPs band and {data.failed} failed not plotted")
+            return
         data = plot_study(report(study, url), path)
         if as_json:
             _emit_json({"output": str(path)} | asdict(data))
@@ -560,7 +665,11 @@ def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, m
         raise ScalerError("plot --family: give --alpha, --beta and --gamma together, or a STUDY, not both")
     rules = {}
     if study:
-        result = report(study, find_study(study, storage))
+        url = find_study(study, storage)
+        if is_baseline_study(study, url):
+            raise ScalerError(f"plot --family: study {study!r} is a baseline search; plot the costs of its best "
+                              f"baseline with --family --baseline FILE (its spec file)")
+        result = report(study, url)
         if result.best is None:
             raise ScalerError(f"plot --family: study {study!r} has no scored compound candidate yet")
         b = result.best

@@ -4,6 +4,7 @@ one line on stderr and exit status 2."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 
@@ -51,3 +52,18 @@ def read_text(path: Path, label: str, error: type[ScalerError] = ScalerError) ->
         raise ScalerError(f"{label}: cannot read: {failure.strerror}") from None
     except UnicodeDecodeError:
         raise error(f"{label}: not a text file") from None
+
+
+def check_output_file(path: str | Path, suffixes: tuple[str, ...]) -> Path:
+    """A file to write, with one of `suffixes`, in a folder that exists and can be written: checked before any
+    work, so that a long run never ends unable to save its result."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise ScalerError(f"output: {path} must end in {', '.join(suffixes)}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ScalerError(f"output: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)) or path.is_dir():
+        raise ScalerError(f"output: cannot write {path}: " + ("is a directory" if path.is_dir() else
+                                                              "permission denied"))
+    return path

@@ -9,15 +9,15 @@ PNG, SVG or PDF by the file's suffix. FLOPs are multiply-adds of conv and linear
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from scaler.baseline_search import BAND, BaselineResult
 from scaler.baselines import resolve_spec
 from scaler.budget import Budget, fit_phi
-from scaler.errors import ScalerError
+from scaler.errors import ScalerError, check_output_file
 from scaler.estimate import estimate
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, UNIFORM, StageRule, compound
 from scaler.search import SearchResult, TrialRecord
@@ -42,16 +42,8 @@ RULE_COLOURS = {"paper (1.2, 1.1, 1.15)": "tab:blue", "depth only": STYLE["depth
 
 
 def check_output(path: str | Path) -> Path:
-    """An output file with a known suffix in a folder that exists and can be written, before any work."""
-    path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise ScalerError(f"output: {path} must end in {', '.join(FORMATS)}")
-    folder = path.parent
-    if not folder.is_dir():
-        raise ScalerError(f"output: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ScalerError(f"output: cannot write {path}: permission denied")
-    return path
+    """An image file to write (.png, .svg or .pdf), checked before any work."""
+    return check_output_file(path, FORMATS)
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -278,3 +270,66 @@ def plot_family(baseline, path: str | Path, rules=None, phis=None, batch_size: i
     curves = family_data(baseline, rules, phis, batch_size, budget, stage_rule)
     _save(draw_family(curves, resolve_spec(baseline).name, batch_size, budget, stage_rule), path)
     return curves
+
+
+@dataclass(frozen=True)
+class BaselinePlot:
+    """What the baseline-study figure shows: every trained candidate as (trial, FLOPs, top-1, reward), the Pareto
+    front of top-1 against FLOPs, the best by reward, the target and its band, and what was left out."""
+
+    study_name: str
+    target_macs: float
+    band: tuple[float, float]  # the FLOPs a candidate had to lie within to be trained
+    points: tuple[tuple[int, int, float, float], ...]
+    pareto: tuple[int, ...]
+    best: int | None
+    rejected: int  # proposals outside the band, never trained
+    failed: int  # trainings that failed (out of memory, non-finite loss, interrupted)
+
+
+def baseline_plot_data(result: BaselineResult) -> BaselinePlot:
+    points = tuple((t.number, t.macs, t.top1, t.reward) for t in result.trials if t.reward is not None)
+    target = result.recipe.target_macs
+    return BaselinePlot(
+        study_name=result.study_name, target_macs=target, band=(BAND[0] * target, BAND[1] * target),
+        points=points, pareto=pareto_front([(n, macs, top1) for n, macs, top1, _ in points]),
+        best=None if result.best is None else result.best.number, rejected=result.rejected,
+        failed=sum(t.state == "FAIL" for t in result.trials),
+    )
+
+
+def draw_baseline(data: BaselinePlot) -> Figure:
+    figure = Figure(figsize=(13, 5.2))
+    accuracy, rewards = figure.subplots(1, 2)
+    by_number = {n: (macs / 1e6, top1, value) for n, macs, top1, value in data.points}
+    for ax, index, label in ((accuracy, 1, "top-1 on the proxy"), (rewards, 2, "reward: top-1 x (FLOPs / target)^w")):
+        ax.axvspan(data.band[0] / 1e6, data.band[1] / 1e6, color="tab:green", alpha=0.08, label="FLOPs band trained")
+        ax.axvline(data.target_macs / 1e6, color="tab:green", linewidth=1, label="target")
+        if data.points:
+            ax.scatter([p[0] for p in by_number.values()], [p[index] for p in by_number.values()], s=30,
+                       color="tab:blue", label="candidates", zorder=3)
+        if data.best is not None:
+            x, *values = by_number[data.best]
+            ax.scatter([x], [values[index - 1]], s=160, facecolors="none", edgecolors="red", linewidths=2,
+                       label=f"best (trial {data.best})", zorder=4)
+        ax.set_xlabel(FLOPS_AXIS)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    front = [by_number[n] for n in data.pareto]
+    if front:
+        accuracy.step([p[0] for p in front], [p[1] for p in front], where="post", color="gray", linestyle="--",
+                      linewidth=1, label="Pareto front", zorder=2)
+    accuracy.legend(fontsize=8, loc="best")
+    left_out = ", ".join(part for part in (f"{data.rejected} rejected outside the band" if data.rejected else "",
+                                           f"{data.failed} failed" if data.failed else "") if part)
+    figure.suptitle(f"baseline study {data.study_name}: {len(data.points)} candidates trained"
+                    + (f" ({left_out}, not shown)" if left_out else ""), fontsize=10)
+    return figure
+
+
+def plot_baseline(result: BaselineResult, path: str | Path) -> BaselinePlot:
+    """Write the baseline-study figure to `path` (.png, .svg or .pdf) and return the data it shows."""
+    path = check_output(path)
+    data = baseline_plot_data(result)
+    _save(draw_baseline(data), path)
+    return data

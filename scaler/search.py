@@ -53,9 +53,9 @@ from scaler.grid import Candidate, compound_grid, family_candidates, fingerprint
 from scaler.scaling import (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, STAGE_RULES, StageRule, check_cap, compound, scale,
                             stage_rule)
 from scaler.spec import Spec, save_spec, to_dict
-from scaler.storage import (StorageFailed, default_storage, is_sqlite, local_storages, open_storage, ride_out,
+from scaler.storage import (StorageFailed, default_storage, is_sqlite, load_study, open_storage, ride_out,
                             storage_folder)
-from scaler.train import NonFiniteLoss, OutOfMemory, TrainingError, resolve_device, train
+from scaler.train import NonFiniteLoss, OutOfMemory, TrainingError, TrainResult, resolve_device, train
 
 TEST = "one-sided two-sample t-test at 95 % with the pooled seed noise"
 VERSION = "2"  # bump when a change would make old trials incomparable
@@ -64,6 +64,11 @@ SAMPLED_STEP = 0.01  # TPE proposes alpha and beta on this grid: finer than a sh
 FINAL_FAILURES = ("oom", "nonfinite")  # failures of the candidate itself: never trained again
 SETTLED_FAILURES = (*FINAL_FAILURES, "error")  # an unexpected error is tried again once per command
 HIDDEN = ("surplus", "infeasible")  # bookkeeping trials, left out of every table and count
+
+
+# The recipe's fields that say how a candidate is shrunk and trained (the rest say which candidates there are).
+PROXY_FIELDS = ("data", "epochs", "proxy_resolution", "proxy_width", "proxy_depth", "batch_size", "train_size",
+                "val_size", "seed")
 
 
 @dataclass(frozen=True)
@@ -341,6 +346,23 @@ def mark_worker(trial: optuna.Trial, device: torch.device) -> None:
     trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(device)})
 
 
+def train_for_trial(trial: optuna.Trial, network: Spec, data, **kwargs) -> TrainResult:
+    """`train`, with a failure recorded on the trial: out of memory or a non-finite loss is the candidate's own
+    (never trained again), any other training error is tried again by the next command, and Ctrl-C is recorded as
+    an interruption (trained again) before it goes on up."""
+    try:
+        return train(network, data, **kwargs)
+    except TrainingError as error:
+        kind = "oom" if isinstance(error, OutOfMemory) else "nonfinite" if isinstance(error, NonFiniteLoss) \
+            else "error"
+        trial.set_user_attr("failure", error.reason)
+        trial.set_user_attr("failure_kind", kind)
+        raise TrialFailure(error.reason) from None
+    except KeyboardInterrupt:
+        trial.set_user_attr("failure", "interrupted")
+        raise
+
+
 def _finished(trial: optuna.trial.FrozenTrial, failures: tuple[str, ...] = SETTLED_FAILURES) -> bool:
     """Complete, pruned, or failed for one of `failures` (reasons of the candidate's own): not trained again."""
     return trial.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
@@ -530,19 +552,9 @@ class _Objective:
             if self.prune and candidate.kind == "compound" and trial.should_prune():
                 raise optuna.TrialPruned(f"top-1 {top1:.3f} after epoch {epoch + 1} is below the median")
 
-        try:
-            result = train(network, self.data, epochs=candidate.epochs or self.recipe.epochs,
-                           batch_size=self.recipe.batch_size,
-                           device=self.device, seed=self.recipe.seed + candidate.repeat, on_epoch=report_epoch)
-        except TrainingError as error:
-            kind = "oom" if isinstance(error, OutOfMemory) else "nonfinite" if isinstance(error, NonFiniteLoss) \
-                else "error"
-            trial.set_user_attr("failure", error.reason)
-            trial.set_user_attr("failure_kind", kind)
-            raise TrialFailure(error.reason) from None
-        except KeyboardInterrupt:
-            trial.set_user_attr("failure", "interrupted")
-            raise
+        result = train_for_trial(trial, network, self.data, epochs=candidate.epochs or self.recipe.epochs,
+                                 batch_size=self.recipe.batch_size, device=self.device,
+                                 seed=self.recipe.seed + candidate.repeat, on_epoch=report_epoch)
         trial.set_user_attr("images_per_second", result.images_per_second)
         trial.set_user_attr("wall_seconds", result.wall_seconds)
         return result.top1
@@ -739,10 +751,7 @@ def stored_recipe(study: optuna.Study) -> Recipe:
 def report(study_name: str, storage: str, budget: Budget | None = None) -> SearchResult:
     """Read a study back: its trials, the best compound candidate, and the fit of phi to `budget` (the fitted
     spec is written as best.json beside the study's database)."""
-    try:
-        study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
-    except KeyError:
-        raise ScalerError(f"study {study_name!r} not found in {storage}") from None
+    study = load_study(study_name, storage)
     recipe = stored_recipe(study)
     trials = records(study)
     best, confidence = judge(trials)
@@ -844,36 +853,3 @@ def rank_check(trials: tuple[TrialRecord, ...]) -> dict | None:
     tau = kendall_tau([short[k] for k in keys], [long[k].top1 for k in keys])
     return {"epochs": next(iter(long.values())).epochs, "candidates": len(keys), "kendall_tau": tau,
             "warning": tau < 0.5}
-
-
-@dataclass(frozen=True)
-class StudySummary:
-    name: str
-    storage: str
-    sampler: str
-    total: int
-    complete: int
-    failed: int
-    pruned: int
-    running: int
-    best: TrialRecord | None
-
-
-def list_studies(storage: str | None = None) -> list[StudySummary]:
-    """Every study in `storage`, or in every storage under studies/ when none is given: progress and best."""
-    summaries = []
-    for url in [storage] if storage else local_storages():
-        opened = open_storage(url)
-        for name in sorted(optuna.get_all_study_names(opened)):
-            study = optuna.load_study(study_name=name, storage=opened)
-            trials = records(study)
-            states = [t.state for t in trials]
-            best = max((t for t in trials if t.kind == "compound" and t.top1 is not None), key=lambda t: t.top1,
-                       default=None)
-            try:
-                sampler, total = stored_recipe(study).sampler, study_total(study)
-            except ScalerError:
-                sampler, total = "?", len(trials)  # a study scaler did not make, or an older version's
-            summaries.append(StudySummary(name, url, sampler, total, states.count("COMPLETE"), states.count("FAIL"),
-                                          states.count("PRUNED"), states.count("RUNNING"), best))
-    return summaries

@@ -100,6 +100,14 @@ def _relational(url: str, engine: dict | None, attempts: int = 5) -> optuna.stor
     return make()
 
 
+def load_study(study_name: str, storage: str) -> optuna.Study:
+    """An existing study; one that is not there is a ScalerError naming the storage."""
+    try:
+        return optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    except KeyError:
+        raise ScalerError(f"study {study_name!r} not found in {storage}") from None
+
+
 def local_storages(folder: Path = STUDIES_FOLDER) -> list[str]:
     """The storages in a folder: every `*.db` (SQLite) and `*.log` (journal) file, sorted by name."""
     if not folder.is_dir():

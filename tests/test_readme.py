@@ -19,7 +19,8 @@ def run_scaler(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_readme_documents_every_command():
-    for command in ("baselines", "show", "estimate", "scale", "train", "search", "studies", "plot", "report"):
+    for command in ("baselines", "show", "estimate", "scale", "train", "search", "studies", "plot", "report",
+                    "baseline-search"):
         assert f"### `scaler {command}" in TEXT
 
 
