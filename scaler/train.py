@@ -6,6 +6,10 @@ stochastic depth as the spec says, channels_last everywhere, bf16 autocast on CU
 request. Data stay on the device as uint8 (scaler.data), resized once to the candidate's resolution and
 augmented per batch on the device (scaler.augment). A fixed seed gives the same result on the CPU.
 
+Optional progressive learning (EfficientNetV2, arXiv 2104.00298, Algorithm 1): the epochs split into K stages
+that raise the image size, dropout and augmentation together up to the candidate's own (`progressive_schedule`);
+the training images are resized once per stage, and validation is always at the candidate's resolution.
+
 Failures a search must survive are distinct exceptions that carry the reason: `OutOfMemory` and
 `NonFiniteLoss`, and `TrainingFailed` for anything else that goes wrong inside a training. Exceptions
 raised by the caller's own callbacks (a pruner's, say) pass through untouched.
@@ -31,6 +35,13 @@ from scaler.errors import ScalerError, check_int, check_number
 from scaler.spec import Spec
 
 NONFINITE_CHECK_EVERY = 20  # steps between checks of the loss (each check waits for the device)
+
+# Where progressive learning starts, as fractions of (or caps on) the final values. EfficientNetV2 starts its
+# ImageNet runs at 128 px of 300-380 (0.34-0.43) with dropout 0.1 and weak augmentation; a proxy trains at
+# 32-64 px, where the last stages already see maps of 1-2 px, so it starts less far down.
+PROGRESSIVE_START_SIZE = 0.6  # of the target resolution, then rounded to a multiple of 8 px
+PROGRESSIVE_START_DROPOUT = 0.1  # or the spec's dropout, if lower
+PROGRESSIVE_START_PAD = 0.5  # of the full translation pad (which is 1/8 of the stage's image size)
 
 
 class TrainingError(Exception):
@@ -81,9 +92,49 @@ class TrainResult:
     val_size: int
     device: str
     seed: int
+    progressive: int
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProgressiveStage:
+    """The training settings of one epoch: image size in px, classifier dropout, translation pad in px."""
+
+    resolution: int
+    dropout: float
+    pad: int
+
+
+def translation_pad(resolution: int, strength: float = 1.0) -> int:
+    """Random-crop pad in px: 1/8 of the image size at full strength (at least 1), so that a translation moves
+    the same fraction of the image whatever its size."""
+    return max(1, int(resolution * strength) // 8)
+
+
+def progressive_schedule(resolution: int, dropout: float, stages: int, epochs: int,
+                         min_resolution: int = 8) -> tuple[ProgressiveStage, ...]:
+    """Per-epoch settings for `stages` stages of progressive learning (EfficientNetV2's Algorithm 1).
+
+    The epochs split into min(stages, epochs) stages as evenly as possible; stage i of K interpolates linearly
+    from the start values (the PROGRESSIVE_START_* constants) to the end ones, and the last stage trains at
+    exactly `resolution`, `dropout` and the full pad. Sizes before the last are rounded to a multiple of 8 and
+    kept within [min_resolution (the network's total stride), resolution]. One stage is plain training."""
+    stages = min(stages, epochs)
+    plan = []
+    for i in range(stages):
+        t = i / (stages - 1) if stages > 1 else 1.0
+        size = 8 * round(_lerp(PROGRESSIVE_START_SIZE * resolution, resolution, t) / 8)
+        size = resolution if i == stages - 1 else min(resolution, max(min_resolution, size))
+        plan.append(ProgressiveStage(size, _lerp(min(PROGRESSIVE_START_DROPOUT, dropout), dropout, t),
+                                     translation_pad(size, _lerp(PROGRESSIVE_START_PAD, 1.0, t))))
+    return tuple(plan[epoch * stages // epochs] for epoch in range(epochs))
+
+
+def _lerp(start: float, end: float, t: float) -> float:
+    """Linear interpolation that gives exactly `end` at t = 1 (start + (end - start) * t may miss it by a bit)."""
+    return start * (1 - t) + end * t
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -149,6 +200,7 @@ def train(
     device: str | torch.device = "auto",
     seed: int = 0,
     compile: bool = False,
+    progressive: int = 0,
     on_epoch: Callable[[int, float], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> TrainResult:
@@ -156,7 +208,8 @@ def train(
 
     `on_epoch(epoch, top1)` is called after each epoch (a pruner may raise from it); `on_progress` gets a
     `Progress` every few steps. The classifier is sized to the data's classes; `resolution` defaults to the
-    spec's.
+    spec's. `progressive` = K >= 2 trains in K stages of rising image size, dropout and augmentation
+    (`progressive_schedule`); 0 trains at the final settings throughout.
     """
     spec = resolve_spec(network)
     check_int("epochs", epochs)
@@ -165,6 +218,9 @@ def train(
     if resolution is not None:
         check_int("resolution", resolution)
     check_number("label smoothing", label_smoothing, 0, 1, below_high=True)
+    check_int("progressive", progressive, 0)
+    if progressive == 1:
+        raise ScalerError("progressive: expected 0 (off) or at least 2 stages, got 1")
     device = resolve_device(device)
     if not isinstance(data, Dataset):
         data = load_data(data, train_size, val_size, seed, device)
@@ -177,7 +233,9 @@ def train(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        run = _Run(spec, data, epochs, batch_size, lr, weight_decay, label_smoothing, device, seed, compile)
+        run = _Run(spec, data, epochs, batch_size, lr, weight_decay, label_smoothing, device, seed, compile,
+                   progressive_schedule(spec.resolution, spec.dropout, max(1, progressive), epochs,
+                                        spec.total_stride))
     except torch.OutOfMemoryError as error:
         raise OutOfMemory(f"out of memory building {spec.name}: {str(error).splitlines()[0]}") from None
     top1s, losses = [], []
@@ -194,6 +252,7 @@ def train(
         wall_seconds=time.perf_counter() - started, peak_memory_bytes=peak, peak_memory_kind=kind,
         num_classes=data.num_classes, epochs=epochs, resolution=spec.resolution, batch_size=run.batch_size,
         train_size=len(data.train_labels), val_size=len(data.val_labels), device=str(device), seed=seed,
+        progressive=progressive,
     )
 
 
@@ -206,18 +265,21 @@ def _zero_classifier(model: nn.Module) -> None:
 
 
 class _Run:
-    """The state of one training: model, optimizer, device-resident data at the candidate's resolution."""
+    """The state of one training: model, optimizer, device-resident data at the current stage's resolution
+    (normalised with the statistics at the candidate's resolution, at which it is always validated)."""
 
-    def __init__(self, spec, data, epochs, batch_size, lr, weight_decay, label_smoothing, device, seed, compile):
+    def __init__(self, spec, data, epochs, batch_size, lr, weight_decay, label_smoothing, device, seed, compile,
+                 schedule):
         self.device = device
         self.model = build_model(spec).to(device=device, memory_format=torch.channels_last)
         _zero_classifier(self.model)
+        self.dropouts = [m for m in self.model.modules() if isinstance(m, nn.Dropout)]
         self.forward = torch.compile(self.model) if compile else self.model
+        self.schedule, self.source_images = schedule, data.train_images
         self.train_images = resize(data.train_images, spec.resolution)
         self.val_images = resize(data.val_images, spec.resolution)
         self.train_labels, self.val_labels = data.train_labels, data.val_labels
         self.mean, self.std = channel_stats(self.train_images)
-        self.pad = max(1, spec.resolution // 8)
         count = len(self.train_labels)
         self.batch_size = min(batch_size, count)
         self.steps = count // self.batch_size  # full batches only: steady shapes for BatchNorm and compile
@@ -250,11 +312,16 @@ class _Run:
     def _train_epoch(self, epoch: int, on_progress) -> float:
         self.model.train()
         started = time.perf_counter()
+        stage = self.schedule[epoch]
+        if self.train_images.shape[-1] != stage.resolution:  # a new stage: resize once, not per step
+            self.train_images = resize(self.source_images, stage.resolution)
+        for dropout in self.dropouts:
+            dropout.p = stage.dropout
         order = torch.randperm(len(self.train_labels), generator=self.generator, device=self.device)
         loss_sum = torch.zeros((), device=self.device)
         for step in range(self.steps):
             index = order[step * self.batch_size:(step + 1) * self.batch_size]
-            x = normalize(random_crop_flip(self.train_images[index], self.generator, self.pad), self.mean, self.std)
+            x = normalize(random_crop_flip(self.train_images[index], self.generator, stage.pad), self.mean, self.std)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 loss = self.criterion(self.forward(x), self.train_labels[index])
             self.optimizer.zero_grad(set_to_none=True)
@@ -279,6 +346,6 @@ class _Run:
 
     def _release(self) -> None:
         """Free the device memory this training holds, so the next candidate starts clean."""
-        del self.model, self.forward, self.optimizer, self.train_images, self.val_images
+        del self.model, self.forward, self.dropouts, self.optimizer, self.train_images, self.val_images
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

@@ -6,13 +6,16 @@ import sys
 
 import pytest
 import torch
+from torch import nn
 
 import scaler
 from scaler import synthetic
+from scaler.augment import resize
 from scaler.cli import main
 from scaler.data import load_data
 from scaler.errors import ScalerError
-from scaler.train import NonFiniteLoss, OutOfMemory, TrainingFailed, learning_rate_factor, resolve_device, train
+from scaler.train import (NonFiniteLoss, OutOfMemory, ProgressiveStage, TrainingFailed, learning_rate_factor,
+                          progressive_schedule, resolve_device, train)
 from test_data import write_cifar
 
 TINY = scaler.scale(scaler.get_baseline("efficientnet-b0"), width=0.25, depth=0.34, resolution=32)
@@ -109,6 +112,89 @@ def test_learning_rate_schedule():
     assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(factors[9:], factors[10:]))
     assert factors[-1] < 0.01
+
+
+@pytest.mark.parametrize("resolution, stages, epochs", [(48, 2, 4), (48, 4, 4), (64, 4, 8), (64, 3, 7),
+                                                       (224, 4, 350), (50, 3, 6)])
+def test_progressive_schedule_rises_to_the_target(resolution, stages, epochs):
+    schedule = progressive_schedule(resolution, 0.2, stages, epochs, min_resolution=32)
+    assert len(schedule) == epochs
+    assert len(set(schedule)) == stages  # dropout rises every stage, so stages are distinct
+    assert schedule[-1] == ProgressiveStage(resolution, 0.2, resolution // 8)  # the last stage is plain training
+    assert schedule[0].dropout == pytest.approx(0.1) and schedule[0].pad < resolution // 8
+    first = schedule[0].resolution
+    assert first % 8 == 0 and 32 <= first < resolution and first == pytest.approx(0.6 * resolution, abs=4)
+    for field in ("resolution", "dropout", "pad"):
+        values = [getattr(stage, field) for stage in schedule]
+        assert values == sorted(values), field
+    assert all(stage.resolution % 8 == 0 for stage in schedule if stage.resolution != resolution)
+    epochs_per_stage = [schedule.count(stage) for stage in dict.fromkeys(schedule)]
+    assert max(epochs_per_stage) - min(epochs_per_stage) <= 1
+
+
+def test_progressive_schedule_with_more_stages_than_epochs():
+    schedule = progressive_schedule(64, 0.3, 5, 3, min_resolution=32)
+    assert [stage.resolution for stage in schedule] == [40, 48, 64]
+    assert [stage.dropout for stage in schedule] == pytest.approx([0.1, 0.2, 0.3])
+    assert progressive_schedule(64, 0.3, 5, 1) == (ProgressiveStage(64, 0.3, 8),)
+
+
+def test_progressive_schedule_bounds():
+    # 0.6 of 32 px is below the network's total stride: the size stays at the target, the rest still ramps.
+    assert [s.resolution for s in progressive_schedule(32, 0.2, 3, 3, min_resolution=32)] == [32, 32, 32]
+    assert [s.pad for s in progressive_schedule(32, 0.2, 3, 3, min_resolution=32)] == [2, 3, 4]
+    # Dropout starts at 0.1, or at the spec's own if lower; none stays none.
+    assert {s.dropout for s in progressive_schedule(64, 0.05, 4, 4)} == {0.05}
+    assert {s.dropout for s in progressive_schedule(64, 0.0, 4, 4)} == {0.0}
+    # One stage is the plain recipe.
+    assert progressive_schedule(48, 0.2, 1, 3) == (ProgressiveStage(48, 0.2, 6),) * 3
+
+
+@pytest.fixture
+def recorded_forwards(monkeypatch):
+    """(training?, image size, dropout p's) for every forward pass of the network."""
+    seen = []
+    original = scaler.build.Network.forward
+
+    def recording(self, x):
+        seen.append((self.training, x.shape[-1], [m.p for m in self.modules() if isinstance(m, nn.Dropout)]))
+        return original(self, x)
+
+    monkeypatch.setattr(scaler.build.Network, "forward", recording)
+    return seen
+
+
+# resizes: train and validation images to the target once, then (progressive) the training images once a stage
+@pytest.mark.parametrize("progressive, sizes, dropouts, resizes", [(0, [48, 48, 48, 48], [0.2] * 4, 2),
+                                                                   (2, [32, 32, 48, 48], [0.1, 0.1, 0.2, 0.2], 4)])
+def test_progressive_training_follows_the_schedule(cifar, recorded_forwards, monkeypatch, progressive, sizes,
+                                                   dropouts, resizes):
+    resized = []
+    monkeypatch.setattr(sys.modules["scaler.train"], "resize",
+                        lambda images, size: resized.append(size) or resize(images, size))
+    result = train(TINY, cifar, epochs=4, batch_size=64, resolution=48, device="cpu", progressive=progressive)
+    steps = 200 // 64
+    trained = [(size, p) for training, size, p in recorded_forwards if training]
+    assert trained == [(size, [p]) for size, p in zip(sizes, dropouts) for _ in range(steps)]
+    assert {size for training, size, _ in recorded_forwards if not training} == {48}  # validated at the target
+    assert result.resolution == 48 and result.progressive == progressive and len(result.top1_per_epoch) == 4
+    assert len(resized) == resizes
+
+
+def test_progressive_training_is_deterministic(cifar):
+    a = train(TINY, cifar, epochs=2, batch_size=32, resolution=48, device="cpu", seed=7, progressive=2)
+    b = train(TINY, cifar, epochs=2, batch_size=32, resolution=48, device="cpu", seed=7, progressive=2)
+    fixed = train(TINY, cifar, epochs=2, batch_size=32, resolution=48, device="cpu", seed=7)
+    assert a.top1_per_epoch == b.top1_per_epoch and a.loss_per_epoch == b.loss_per_epoch
+    assert a.loss_per_epoch[0] != fixed.loss_per_epoch[0]
+    json.dumps(a.to_dict())
+
+
+@pytest.mark.parametrize("value, message", [(-1, "at least 0"), (1, "at least 2 stages"), (2.0, "integer"),
+                                            (True, "integer"), ("4", "integer")])
+def test_bad_progressive(cifar, value, message):
+    with pytest.raises(ScalerError, match=f"^progressive: .*{message}"):
+        train(TINY, cifar, device="cpu", progressive=value)
 
 
 @pytest.mark.parametrize("device, message", [
