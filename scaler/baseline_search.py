@@ -329,7 +329,7 @@ class _Objective:
 
         p = self.recipe.proxy
         result = train_for_trial(trial, p.shrink(spec), self.data, epochs=p.epochs, batch_size=p.batch_size,
-                                 device=self.device, seed=p.seed, on_epoch=record_epoch)
+                                 device=self.device, seed=p.seed, progressive=p.progressive, on_epoch=record_epoch)
         trial.set_user_attr("top1", result.top1)
         trial.set_user_attr("wall_seconds", result.wall_seconds)
         return result.top1

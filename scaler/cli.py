@@ -29,6 +29,11 @@ from scaler.train import NONFINITE_CHECK_EVERY, TrainingError, train
 
 FLOPS_NOTE = "FLOPs are multiply-adds of conv and linear layers, per image, as in the EfficientNet paper."
 
+# `--progressive` alone is EfficientNetV2's 4 stages; `--progressive K` chooses; absent, the recipe's (off).
+PROGRESSIVE_OPTION = click.option(
+    "--progressive", type=int, is_flag=False, flag_value=4, default=None,
+    help="Progressive learning: image size, dropout and augmentation ramped over K stages (K = 4 when given alone).")
+
 
 def _table(headers: list[str], rows: list[list]) -> str:
     """Columns aligned: text to the left, numbers to the right."""
@@ -281,9 +286,10 @@ def _duration(seconds: float) -> str:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (pays off on long GPU runs).")
+@PROGRESSIVE_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train_command(network, data, epochs, batch_size, lr, resolution, train_size, val_size, device, seed,
-                  use_compile, as_json) -> None:
+                  use_compile, progressive, as_json) -> None:
     """Train NETWORK briefly from scratch and report validation top-1 (a proxy score).
 
     Progress goes to stderr, the result to stdout.
@@ -292,7 +298,7 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
     """
     result = train(network, data, epochs=epochs, batch_size=batch_size, lr=lr, resolution=resolution,
                    train_size=train_size, val_size=val_size, device=device, seed=seed, compile=use_compile,
-                   on_progress=_show_progress)
+                   progressive=progressive or 0, on_progress=_show_progress)
     if as_json:
         _emit_json(result.to_dict())
         return
@@ -330,6 +336,7 @@ def proxy_options(command):
         click.option("--train-size", type=int, help="Proxy training images (default 5000)."),
         click.option("--val-size", type=int, help="Proxy validation images (default 1000)."),
         click.option("--seed", type=int, help="Proxy seed."),
+        PROGRESSIVE_OPTION,
     ]
     for option in reversed(options):
         command = option(command)
@@ -361,10 +368,9 @@ def proxy_options(command):
 @click.option("--storage", help="Optuna storage URL (default sqlite:///studies/<study-name>.db).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, recipe, baseline, data,
-                   epochs, proxy_resolution, proxy_width, proxy_depth, batch_size, train_size, val_size, seed,
+def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, recipe, baseline,
                    sampler, trials, stage_scaling, max_resolution, prune, repeats, check_ranks, check_top, validate_phi,
-                   workers, study_name, storage, device, as_json) -> None:
+                   workers, study_name, storage, device, as_json, **proxy) -> None:
     """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
     Running the same command again resumes the study: nothing completed is trained again. Several machines
@@ -375,11 +381,8 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
     if quick and recipe:
         raise ScalerError("--quick and --recipe: give one of them")
     settings = load_recipe(recipe) if recipe else QUICK if quick else Recipe()
-    changes = {"baseline": baseline, "data": data, "epochs": epochs, "proxy_resolution": proxy_resolution,
-               "proxy_width": proxy_width, "proxy_depth": proxy_depth, "batch_size": batch_size,
-               "train_size": train_size, "val_size": val_size, "seed": seed, "sampler": sampler, "trials": trials,
-               "stage_scaling": stage_scaling and tuple(part.strip() for part in stage_scaling.split(",")),
-               "max_resolution": max_resolution}
+    changes = proxy | {"baseline": baseline, "sampler": sampler, "trials": trials, "max_resolution": max_resolution,
+                       "stage_scaling": stage_scaling and tuple(part.strip() for part in stage_scaling.split(","))}
     settings = recipe_from_dict({k: v for k, v in changes.items() if v is not None}, settings, "options")
     budget = _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, settings.batch_size, device)
     name = study_name or (Path(recipe).stem if recipe else "quick" if quick else "default")
@@ -602,7 +605,8 @@ def studies_show(name, storage, as_json) -> None:
         return
     r = result.recipe
     click.echo(f"study {name} ({result.storage}): {r.baseline} at width {r.proxy_width:g}, depth {r.proxy_depth:g}, "
-               f"{r.proxy_resolution} px; {r.data}, {r.epochs} epochs, {r.sampler} sampler, "
+               f"{r.proxy_resolution} px; {r.data}, {r.epochs} epochs"
+               f"{f' (progressive, {r.progressive} stages)' if r.progressive else ''}, {r.sampler} sampler, "
                f"{', '.join(r.stage_scaling)} stage scaling")
     click.echo(_trials_table(result.trials))
     if result.best is not None:

@@ -71,7 +71,9 @@ def write_report(result: SearchResult, folder: str | Path, figures: dict[str, Pa
          f"; gamma from alpha·beta²·gamma² = 2, kept where gamma >= 1: {len(compound_trials)} compound candidates, "
          f"plus the baseline and depth-, width- and resolution-only references at the same nominal FLOPs. Every "
          f"candidate scales `{r.baseline}` shrunk to width {r.proxy_width:g}, depth {r.proxy_depth:g} and "
-         f"{r.proxy_resolution} px, trained {r.epochs} epochs on {r.train_size:,} images of `{r.data}`. Stage "
+         f"{r.proxy_resolution} px, trained {r.epochs} epochs"
+         f"{f' (progressive learning in {r.progressive} stages)' if r.progressive else ''} on {r.train_size:,} "
+         f"images of `{r.data}`. Stage "
          f"scaling: {', '.join(r.stage_scaling)} (docs/STAGE_SCALING.md)."),
     ]
     for caption, path in figures.items():

@@ -55,7 +55,8 @@ from scaler.scaling import (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, STAGE_RULES, S
 from scaler.spec import Spec, save_spec, to_dict
 from scaler.storage import (StorageFailed, default_storage, is_sqlite, load_study, open_storage, ride_out,
                             storage_folder)
-from scaler.train import NonFiniteLoss, OutOfMemory, TrainingError, TrainResult, resolve_device, train
+from scaler.train import (NonFiniteLoss, OutOfMemory, TrainingError, TrainResult, check_progressive, resolve_device,
+                          train)
 
 TEST = "one-sided two-sample t-test at 95 % with the pooled seed noise"
 VERSION = "2"  # bump when a change would make old trials incomparable
@@ -68,7 +69,7 @@ HIDDEN = ("surplus", "infeasible")  # bookkeeping trials, left out of every tabl
 
 # The recipe's fields that say how a candidate is shrunk and trained (the rest say which candidates there are).
 PROXY_FIELDS = ("data", "epochs", "proxy_resolution", "proxy_width", "proxy_depth", "batch_size", "train_size",
-                "val_size", "seed")
+                "val_size", "seed", "progressive")
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class Recipe:
     trials: int = 20
     stage_scaling: tuple[str, ...] = ("uniform",)  # each rule scores the whole grid (scaler.scaling.StageRule)
     max_resolution: int = 0  # the full-size network's resolution cap; 0: the rule's own (v2: 480 px, uniform: none)
+    progressive: int = 0  # K >= 2: progressive learning in K stages (scaler.train); 0: off
 
     def __post_init__(self) -> None:
         for name in ("baseline", "data"):
@@ -119,6 +121,7 @@ class Recipe:
             raise ScalerError(f"stage scaling: a rule is named twice in {', '.join(rules)}")
         object.__setattr__(self, "stage_scaling", tuple(rules))
         check_int("max resolution", self.max_resolution, 0)
+        check_progressive(self.progressive)
         compound_grid(self.alpha_range, self.beta_range, self.step if self.sampler == "grid" else SAMPLED_STEP)
 
     def settings(self) -> dict:
@@ -554,7 +557,8 @@ class _Objective:
 
         result = train_for_trial(trial, network, self.data, epochs=candidate.epochs or self.recipe.epochs,
                                  batch_size=self.recipe.batch_size, device=self.device,
-                                 seed=self.recipe.seed + candidate.repeat, on_epoch=report_epoch)
+                                 seed=self.recipe.seed + candidate.repeat, progressive=self.recipe.progressive,
+                                 on_epoch=report_epoch)
         trial.set_user_attr("images_per_second", result.images_per_second)
         trial.set_user_attr("wall_seconds", result.wall_seconds)
         return result.top1

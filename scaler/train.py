@@ -132,6 +132,14 @@ def progressive_schedule(resolution: int, dropout: float, stages: int, epochs: i
     return tuple(plan[epoch * stages // epochs] for epoch in range(epochs))
 
 
+def check_progressive(stages) -> int:
+    """0 (off) or a number of stages, at least 2."""
+    check_int("progressive", stages, 0)
+    if stages == 1:
+        raise ScalerError("progressive: expected 0 (off) or at least 2 stages, got 1")
+    return stages
+
+
 def _lerp(start: float, end: float, t: float) -> float:
     """Linear interpolation that gives exactly `end` at t = 1 (start + (end - start) * t may miss it by a bit)."""
     return start * (1 - t) + end * t
@@ -218,9 +226,7 @@ def train(
     if resolution is not None:
         check_int("resolution", resolution)
     check_number("label smoothing", label_smoothing, 0, 1, below_high=True)
-    check_int("progressive", progressive, 0)
-    if progressive == 1:
-        raise ScalerError("progressive: expected 0 (off) or at least 2 stages, got 1")
+    check_progressive(progressive)
     device = resolve_device(device)
     if not isinstance(data, Dataset):
         data = load_data(data, train_size, val_size, seed, device)

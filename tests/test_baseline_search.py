@@ -198,6 +198,22 @@ def test_two_objectives_keep_accuracy_and_flops_apart(tmp_path):
     assert result.best is not None and result.spec_path is not None
 
 
+def test_the_proxy_options_pass_through_to_training(tmp_path, monkeypatch, capsys):
+    seen, original = [], module.train
+
+    def recorded(network, *args, **kwargs):
+        seen.append((network.resolution, kwargs["epochs"], kwargs["progressive"]))
+        return original(network, *args, **kwargs)
+
+    monkeypatch.setattr(module, "train", recorded)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "baseline-search", "--quick", "--target-mflops", "400", "--trials", "1",
+                           "--epochs", "2", "--train-size", "128", "--val-size", "64", "--proxy-resolution", "40",
+                           "--progressive", "--device", "cpu")
+    assert code == 0, err
+    assert seen == [(40, 2, 4)]
+
+
 def test_other_settings_are_refused_naming_what_differs(tmp_path):
     baseline_search(replace(TINY, trials=1), "b", storage_in(tmp_path), device="cpu")
     with pytest.raises(ScalerError, match=r"other settings \(target_mflops differ\)"):

@@ -330,6 +330,22 @@ def test_tpe_chooses_the_stage_rule_too(tmp_path):
     assert module._proposed(study) == 4
 
 
+def test_the_proxy_trains_progressively_when_the_recipe_says(tmp_path, monkeypatch):
+    seen, original = [], module.train
+
+    def recorded(*args, **kwargs):
+        seen.append(kwargs["progressive"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "train", recorded)
+    recipe = replace(TINY, epochs=2, progressive=2)
+    search(recipe, None, "g", storage_in(tmp_path), device="cpu")
+    assert seen and set(seen) == {2}  # every training (twin networks share one)
+    assert "progressive" in recipe.settings() and recipe.settings() != replace(recipe, progressive=0).settings()
+    with pytest.raises(ScalerError, match="progressive"):
+        replace(TINY, progressive=1)
+
+
 def test_the_shipped_recipes_load():
     from pathlib import Path
 
@@ -371,6 +387,7 @@ def test_the_shipped_recipes_load():
     (["--stage-scaling", "uniform,v2", "--max-resolution", "100"], "max resolution: 100 px is below"),
     (["--stage-scaling", "v2", "--max-resolution", "100", "--budget-gflops", "4"], "max resolution: 100 px"),
     (["--max-resolution", "-1"], "max resolution: must be at least 0"),
+    (["--progressive", "1"], "progressive: expected 0 (off) or at least 2 stages"),
 ])
 def test_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)

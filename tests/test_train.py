@@ -244,6 +244,17 @@ def test_cli_train_json(tmp_path, capsys):
         assert key in result
     assert len(result["top1_per_epoch"]) == 2 and result["num_classes"] == 10
     assert "ETA" in err and "img/s" in err  # progress on stderr, never in the JSON
+    assert result["progressive"] == 0
+
+
+@pytest.mark.parametrize("args, stages", [(["--progressive"], 4), (["--progressive", "2"], 2), ([], 0)])
+def test_cli_train_progressive(tmp_path, capsys, args, stages):
+    write_cifar(tmp_path)
+    spec_file = scaler.save_spec(TINY, tmp_path / "tiny.json")
+    code, out, err = run_cli(capsys, "train", str(spec_file), "--data", f"cifar10:{tmp_path}", "--epochs", "2",
+                             "--batch-size", "32", "--device", "cpu", *args, "--json")
+    assert code == 0, err
+    assert json.loads(out)["progressive"] == stages
 
 
 @pytest.mark.parametrize("args, message", [
@@ -253,6 +264,9 @@ def test_cli_train_json(tmp_path, capsys):
     (["--device", "gpu0"], "device"),
     (["--epochs", "0"], "epochs"),
     (["--batch-size", "x"], "--batch-size"),
+    (["--progressive", "1"], "progressive: expected 0 (off) or at least 2 stages"),
+    (["--progressive=-2"], "-2"),  # click reads a negative after an optional-value option as an option
+    (["--progressive", "x"], "--progressive"),
 ])
 def test_cli_train_bad_input_is_one_line(capsys, args, message):
     code, out, err = run_cli(capsys, "train", "resnet18", *args)
