@@ -27,12 +27,12 @@ from optuna.trial import TrialState
 
 from scaler.baselines import resolve_spec
 from scaler.data import load_data, parse_data
-from scaler.errors import ScalerError, check_int, check_number
+from scaler.errors import ScalerError, check_int, check_number, check_output_file
 from scaler.estimate import estimate
 from scaler.grid import fingerprint
 from scaler.scaling import round_channels
 from scaler.search import (PROXY_FIELDS, QUICK, Recipe, TrialFailure, check_settings, fail_lost_trials,
-                           mark_worker, train_for_trial)
+                           run_owned, train_for_trial)
 from scaler.spec import Spec, Stage, save_spec
 from scaler.storage import default_storage, load_study, open_storage, ride_out, storage_folder
 from scaler.train import resolve_device
@@ -283,6 +283,9 @@ class _Objective:
         self.data = None
 
     def __call__(self, trial: optuna.Trial):
+        return run_owned(trial, self.device, self._score)
+
+    def _score(self, trial: optuna.Trial):
         if sum(_counts(self.study, before=trial.number)) >= self.study.user_attrs.get("trials", self.recipe.trials):
             trial.set_user_attr("failure_kind", "surplus")
             raise TrialFailure("surplus: enough candidates are trained or running")
@@ -303,7 +306,6 @@ class _Objective:
         if not low <= cost.macs <= high:
             trial.set_user_attr("failure_kind", "outside")
             raise optuna.TrialPruned(f"{cost.macs / 1e6:,.0f} MFLOPs outside [{low / 1e6:,.0f}, {high / 1e6:,.0f}]")
-        mark_worker(trial, self.device)
         if self.data is None:
             p = self.recipe.proxy
             self.data = load_data(p.data, p.train_size, p.val_size, p.seed, self.device)
@@ -409,6 +411,8 @@ def baseline_search(
     device = resolve_device(device)
     start = check_target(recipe)
     parse_data(recipe.proxy.data)
+    if output is not None:
+        check_output_file(output, (".json", ".toml"))  # before any training, not after it
     storage = storage or default_storage(study_name)
     path = output or str(storage_folder(storage) / f"{study_name}-baseline.json")
     study = open_baseline_study(recipe, study_name, storage)

@@ -13,7 +13,7 @@ import click
 import optuna
 
 from scaler.baselines import baseline_names, get_baseline, resolve_spec
-from scaler.errors import ScalerError, check_number, check_output_file
+from scaler.errors import ScalerError, check_number
 from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, Estimate, estimate
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, STAGE_RULES, compound, multipliers, stage_rule
 from scaler.spec import Spec, save_spec, to_dict
@@ -452,8 +452,6 @@ def baseline_search_command(target_mflops, start, w, pareto, trials, quick, stud
     settings = replace(base, proxy=recipe_from_dict(given, base.proxy, "options"),
                        **{k: v for k, v in {"start": start, "w": w, "trials": trials}.items() if v is not None},
                        target_mflops=target_mflops, pareto=pareto)
-    if output is not None:
-        check_output_file(output, (".json", ".toml"))
     name = study_name or ("baseline-quick" if quick else "baseline")
     started, ended_here = time.monotonic(), []
     optuna.logging.set_verbosity(optuna.logging.ERROR)

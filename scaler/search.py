@@ -5,8 +5,8 @@ How every candidate is trained exactly once, whatever happens to the workers:
 
 - A candidate is a trial's user attributes `kind, alpha, beta, gamma, stage_scaling, ...` (its key). The grid and
   the references are put in the study's queue as WAITING trials; Optuna hands each queued trial to exactly one
-  worker. Optuna's GridSampler is not used: it trains points twice under parallel workers and stops "exhausted" with points never
-  trained after an interruption.
+  worker. Optuna's GridSampler is not used: it trains points twice under parallel workers and stops "exhausted"
+  with points never trained after an interruption.
 - Before training, a worker checks the key against the study: if another trial of the same candidate is
   finished, or running under an earlier trial number, its own trial is surplus (recorded as such, never
   trained, left out of every table). So two workers that queue the same candidate at once cost nothing.
@@ -344,15 +344,20 @@ def check_settings(study: optuna.Study, settings: dict, mark: str) -> None:
                           f"differ); use the same settings, or another --study-name")
 
 
-def mark_worker(trial: optuna.Trial, device: torch.device) -> None:
-    """Record which process trains the trial, so that its loss is noticed (see `fail_lost_trials`)."""
+def run_owned(trial: optuna.Trial, device: torch.device, score: Callable[[optuna.Trial], float | tuple]):
+    """`score(trial)` as this process's work: the trial first names its worker (so that its loss is noticed, see
+    `fail_lost_trials`), and a Ctrl-C anywhere in it is recorded as an interruption (trained again)."""
     trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(device)})
+    try:
+        return score(trial)
+    except KeyboardInterrupt:
+        trial.set_user_attr("failure", "interrupted")
+        raise
 
 
 def train_for_trial(trial: optuna.Trial, network: Spec, data, **kwargs) -> TrainResult:
     """`train`, with a failure recorded on the trial: out of memory or a non-finite loss is the candidate's own
-    (never trained again), any other training error is tried again by the next command, and Ctrl-C is recorded as
-    an interruption (trained again) before it goes on up."""
+    (never trained again), any other training error is tried again by the next command."""
     try:
         return train(network, data, **kwargs)
     except TrainingError as error:
@@ -361,9 +366,6 @@ def train_for_trial(trial: optuna.Trial, network: Spec, data, **kwargs) -> Train
         trial.set_user_attr("failure", error.reason)
         trial.set_user_attr("failure_kind", kind)
         raise TrialFailure(error.reason) from None
-    except KeyboardInterrupt:
-        trial.set_user_attr("failure", "interrupted")
-        raise
 
 
 def _finished(trial: optuna.trial.FrozenTrial, failures: tuple[str, ...] = SETTLED_FAILURES) -> bool:
@@ -509,6 +511,9 @@ class _Objective:
                      if t.user_attrs.get("network") == digest and "same_network_as" not in t.user_attrs), None)
 
     def __call__(self, trial: optuna.Trial) -> float:
+        return run_owned(trial, self.device, self._score)
+
+    def _score(self, trial: optuna.Trial) -> float:
         attrs = dict(trial.user_attrs)
         if "kind" not in attrs:
             attrs = self._propose(trial)
@@ -527,7 +532,6 @@ class _Objective:
         return self._train(trial, _candidate(attrs))
 
     def _train(self, trial: optuna.Trial, candidate: Candidate) -> float:
-        mark_worker(trial, self.device)
         if candidate.kind == "baseline":
             network = self.proxy
         else:
