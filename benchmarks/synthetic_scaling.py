@@ -2,9 +2,11 @@
 scalings, each trained by scaler.train with the same recipe, data and seeds.
 
     python benchmarks/synthetic_scaling.py [--epochs 6] [--train-size 4000] [--val-size 1000] [--seeds 0,1]
-                                           [--device cpu]
+                                           [--device cpu] [--torchvision-init]
 The base is EfficientNet-B0 at width 0.25, depth 0.34 and 32 px; each row changes one dimension (depth 0.67,
 width 0.5, 48 px and 64 px) and prints MACs, params and top-1 (mean and spread over the seeds).
+`--torchvision-init` trains with torchvision's initialisation of the residual branches instead of the recipe's
+zero-initialised ones, to show what that recipe step does for depth.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--torchvision-init", action="store_true")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     data = load_data("synthetic", args.train_size, args.val_size, seed=0, device=args.device)
@@ -49,7 +52,7 @@ def main() -> None:
         cost = scaler.estimate(spec)
         started = time.perf_counter()
         top1s = [scaler.train(spec, data, epochs=args.epochs, batch_size=args.batch_size, device=args.device,
-                              seed=seed).top1 for seed in seeds]
+                              seed=seed, zero_init_residual=not args.torchvision_init).top1 for seed in seeds]
         minutes = (time.perf_counter() - started) / 60
         spread = max(top1s) - min(top1s)
         print(f"| {name} | {settings['width']} | {settings['depth']} | {settings['resolution']} | {cost.params:,} | "

@@ -65,6 +65,10 @@ class MBConv(nn.Module):
             result += x
         return result
 
+    def residual_norm(self) -> nn.Module | None:
+        """The norm that ends the residual branch (None without a shortcut): at zero scale the block is x."""
+        return self.block[-1][1] if self.use_res_connect else None
+
     @staticmethod
     def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:
         y = x
@@ -118,6 +122,9 @@ class InvertedResidual(nn.Module):
             return x + self.stochastic_depth(self.conv(x))
         return self.conv(x)
 
+    def residual_norm(self) -> nn.Module | None:
+        return self.conv[-1] if self.use_res_connect else None
+
     cost = MBConv.cost
 
 
@@ -141,6 +148,9 @@ class BasicBlock(nn.Module):
         out = self.stochastic_depth(out)
         out += identity
         return self.relu(out)
+
+    def residual_norm(self) -> nn.Module:
+        return self.bn2
 
     @staticmethod
     def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:
@@ -172,6 +182,9 @@ class Bottleneck(nn.Module):
         out = self.stochastic_depth(out)
         out += identity
         return self.relu(out)
+
+    def residual_norm(self) -> nn.Module:
+        return self.bn3
 
     @staticmethod
     def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:

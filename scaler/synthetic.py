@@ -24,10 +24,11 @@ than the background in every channel: with random contrast polarity, small netwo
 training (count and relation stayed at chance), so the difficulty lives in the attributes, not in finding the
 objects.
 
-Measured (2-core CPU, 4000 training and 1000 validation images, 8 epochs, AdamW, EfficientNet-B0 at width 0.25,
-depth 0.34; chance 0.083): top-1 0.41 at 32 px, 0.57 at 48 px, 0.93 at 64 px; width 0.5 at 32 px 0.48; depth
-0.67 at 32 px 0.35 (in such short trainings the deeper network trains more slowly, here as on every variant of
-this set that was tried). At 64 px a small network nearly solves the set, so proxies should train below it.
+Measured (benchmarks/synthetic_scaling.py: 2-core CPU, 4000 training and 1000 validation images, 6 epochs of
+`scaler.train`, EfficientNet-B0 at width 0.25, depth 0.34, mean of 4 seeds; chance 0.083): top-1 0.43 at 32 px,
+0.72 at 48 px, 0.90 at 64 px; depth 0.67 at 32 px 0.50; width 0.5 at 32 px 0.54. Depth pays only because the
+recipe starts residual branches at zero: with torchvision's initialisation the deeper network trained more slowly
+and tied or lost. At 64 px a small network nearly solves the set, so proxies should train below it.
 
 Why 64 px native: the finest grating (2.4 px period) is just above the Nyquist limit there, so 64 px holds all
 the information, and a larger native size would cost 2.25x (96 px) the memory and generation time on a CPU for

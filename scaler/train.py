@@ -1,7 +1,7 @@
 """Proxy training: the short training that scores one candidate, fast and deterministic.
 
 The recipe: AdamW, linear warmup (the first 10 % of steps) then cosine decay to zero, label smoothing 0.1,
-a zero-initialised classifier,
+a zero-initialised classifier, residual branches that start at zero (every block starts as the identity),
 stochastic depth as the spec says, channels_last everywhere, bf16 autocast on CUDA, `torch.compile` on
 request. Data stay on the device as uint8 (scaler.data), resized once to the candidate's resolution and
 augmented per batch on the device (scaler.augment). A fixed seed gives the same result on the CPU.
@@ -209,6 +209,7 @@ def train(
     seed: int = 0,
     compile: bool = False,
     progressive: int = 0,
+    zero_init_residual: bool = True,
     on_epoch: Callable[[int, float], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> TrainResult:
@@ -217,7 +218,8 @@ def train(
     `on_epoch(epoch, top1)` is called after each epoch (a pruner may raise from it); `on_progress` gets a
     `Progress` every few steps. The classifier is sized to the data's classes; `resolution` defaults to the
     spec's. `progressive` = K >= 2 trains in K stages of rising image size, dropout and augmentation
-    (`progressive_schedule`); 0 trains at the final settings throughout.
+    (`progressive_schedule`); 0 trains at the final settings throughout. `zero_init_residual=False` keeps
+    torchvision's initialisation of the residual branches (see `_zero_residual_branches`).
     """
     spec = resolve_spec(network)
     check_int("epochs", epochs)
@@ -241,7 +243,7 @@ def train(
     try:
         run = _Run(spec, data, epochs, batch_size, lr, weight_decay, label_smoothing, device, seed, compile,
                    progressive_schedule(spec.resolution, spec.dropout, max(1, progressive), epochs,
-                                        spec.total_stride))
+                                        spec.total_stride), zero_init_residual)
     except torch.OutOfMemoryError as error:
         raise OutOfMemory(f"out of memory building {spec.name}: {str(error).splitlines()[0]}") from None
     top1s, losses = [], []
@@ -270,15 +272,28 @@ def _zero_classifier(model: nn.Module) -> None:
     nn.init.zeros_(last.bias)
 
 
+def _zero_residual_branches(model: nn.Module) -> None:
+    """Start the norm that ends each residual branch at zero scale, so every block starts as the identity
+    (Goyal et al., arXiv 1706.02677; torchvision's `zero_init_residual`). In a few epochs with torchvision's
+    initialisation, deeper thin networks trained more slowly than shallower ones and depth-only scaling lost on
+    every proxy measured; with it, added blocks start harmless and depth pays (benchmarks/RESULTS.md)."""
+    for module in model.modules():
+        norm = module.residual_norm() if hasattr(module, "residual_norm") else None
+        if norm is not None:
+            nn.init.zeros_(norm.weight)
+
+
 class _Run:
     """The state of one training: model, optimizer, device-resident data at the current stage's resolution
     (normalised with the statistics at the candidate's resolution, at which it is always validated)."""
 
     def __init__(self, spec, data, epochs, batch_size, lr, weight_decay, label_smoothing, device, seed, compile,
-                 schedule):
+                 schedule, zero_init_residual):
         self.device = device
         self.model = build_model(spec).to(device=device, memory_format=torch.channels_last)
         _zero_classifier(self.model)
+        if zero_init_residual:
+            _zero_residual_branches(self.model)
         self.dropouts = [m for m in self.model.modules() if isinstance(m, nn.Dropout)]
         self.forward = torch.compile(self.model) if compile else self.model
         self.schedule, self.source_images = schedule, data.train_images

@@ -14,8 +14,10 @@ from scaler.augment import resize
 from scaler.cli import main
 from scaler.data import load_data
 from scaler.errors import ScalerError
-from scaler.train import (NonFiniteLoss, OutOfMemory, ProgressiveStage, TrainingFailed, learning_rate_factor,
-                          progressive_schedule, resolve_device, train)
+from scaler.blocks import BasicBlock, Bottleneck, FusedMBConv, InvertedResidual, MBConv
+from scaler.build import build_model
+from scaler.train import (NonFiniteLoss, OutOfMemory, ProgressiveStage, TrainingFailed, _zero_residual_branches,
+                          learning_rate_factor, progressive_schedule, resolve_device, train)
 from test_data import write_cifar
 
 TINY = scaler.scale(scaler.get_baseline("efficientnet-b0"), width=0.25, depth=0.34, resolution=32)
@@ -105,6 +107,49 @@ def test_any_other_failure_is_training_failed(cifar, monkeypatch):
     monkeypatch.setattr(scaler.build.Network, "forward", broken)
     with pytest.raises(TrainingFailed, match="RuntimeError: mat1 and mat2 shapes cannot be multiplied$"):
         train(TINY, cifar, epochs=1, device="cpu")
+
+
+@pytest.mark.parametrize("name, kinds", [
+    ("efficientnet-b0", {MBConv}), ("efficientnetv2-b0", {FusedMBConv, MBConv}), ("mobilenetv2", {InvertedResidual}),
+    ("resnet18", {BasicBlock}), ("resnet50", {Bottleneck}),
+])
+def test_zeroed_residual_branches_make_every_residual_block_the_identity(name, kinds):
+    model = build_model(scaler.scale(scaler.get_baseline(name), width=0.25, resolution=64)).eval()
+    _zero_residual_branches(model)
+    blocks = [m for m in model.modules() if type(m) in kinds]
+    assert {type(m) for m in blocks} == kinds
+    inputs = {}
+    hooks = [b.register_forward_hook(lambda m, args, out: inputs.__setitem__(m, (args[0], out))) for b in blocks]
+    with torch.no_grad():
+        model(torch.randn(2, 3, 64, 64))
+    for hook in hooks:
+        hook.remove()
+    checked = 0
+    for block, (x, out) in inputs.items():
+        shortcut = getattr(block, "use_res_connect", getattr(block, "downsample", None) is None)
+        if shortcut:  # the whole block is its input (ResNet's input is already past a ReLU)
+            torch.testing.assert_close(out, x, rtol=0, atol=0)
+            checked += 1
+        elif hasattr(block, "use_res_connect"):  # no shortcut: nothing zeroed, the branch is the output
+            assert block.residual_norm() is None and out.abs().sum() > 0
+    assert checked >= 2
+
+
+def test_residual_branches_start_at_zero_unless_asked_not_to(cifar, monkeypatch):
+    built = []
+
+    def recorded_build(spec):
+        built.append(build_model(spec))
+        return built[-1]
+    monkeypatch.setattr(sys.modules["scaler.train"], "build_model", recorded_build)
+    zeroed = train(TINY, cifar, epochs=1, batch_size=16, device="cpu", seed=0)
+    kept = train(TINY, cifar, epochs=1, batch_size=16, device="cpu", seed=0, zero_init_residual=False)
+    assert zeroed.loss_per_epoch != kept.loss_per_epoch
+    norms = [[m.residual_norm() for m in model.modules() if isinstance(m, MBConv) and m.use_res_connect]
+             for model in built]
+    assert norms[0] and len(norms[0]) == len(norms[1])
+    # after one epoch of training, the zero-started scales are still far below torchvision's ones
+    assert max(n.weight.abs().max() for n in norms[0]) < min(n.weight.abs().mean() for n in norms[1])
 
 
 def test_learning_rate_schedule():
