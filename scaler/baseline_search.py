@@ -37,7 +37,7 @@ from scaler.spec import Spec, Stage, save_spec
 from scaler.storage import default_storage, load_study, open_storage, ride_out, storage_folder
 from scaler.train import resolve_device
 
-VERSION = "1"  # bump when a change would make old trials incomparable
+VERSION = "2"  # bump when a change would make old trials incomparable (2: residual branches start at zero)
 BLOCKS = ("mbconv", "fused_mbconv")
 KERNELS = (3, 5)
 EXPANSIONS = (1, 4, 6)

@@ -59,7 +59,7 @@ from scaler.train import (NonFiniteLoss, OutOfMemory, TrainingError, TrainResult
                           train)
 
 TEST = "one-sided two-sample t-test at 95 % with the pooled seed noise"
-VERSION = "2"  # bump when a change would make old trials incomparable
+VERSION = "3"  # bump when a change would make old trials incomparable (3: residual branches start at zero)
 SAMPLERS = ("grid", "tpe")
 SAMPLED_STEP = 0.01  # TPE proposes alpha and beta on this grid: finer than a short proxy can tell apart
 FINAL_FAILURES = ("oom", "nonfinite")  # failures of the candidate itself: never trained again

@@ -173,6 +173,15 @@ def test_other_settings_are_refused_naming_what_differs(tmp_path):
         open_study(replace(TINY, step=0.05), "s", storage)
 
 
+def test_a_study_scored_by_an_older_version_is_refused(tmp_path, monkeypatch):
+    storage = storage_in(tmp_path)
+    monkeypatch.setattr(module, "VERSION", str(int(module.VERSION) - 1))
+    open_study(TINY, "s", storage)
+    monkeypatch.undo()
+    with pytest.raises(ScalerError, match=r"\(version differ"):
+        open_study(TINY, "s", storage)
+
+
 def test_candidates_are_queued_once(tmp_path):
     storage = storage_in(tmp_path)
     study = open_study(TINY, "s", storage)
