@@ -59,6 +59,7 @@ def faulty(tmp_path_factory):
 def test_pareto_front_keeps_only_points_nothing_beats():
     points = [(0, 1.0, 0.5), (1, 2.0, 0.4), (2, 2.0, 0.7), (3, 3.0, 0.7), (4, 4.0, 0.9), (5, 1.0, 0.3)]
     assert pareto_front(points) == (0, 2, 4)
+    assert pareto_front([(3, 1.0, 0.5), (1, 1.0, 0.5), (2, 2.0, 0.5)]) == (3,)  # ties: the first listed
     assert pareto_front([]) == ()
 
 
@@ -70,7 +71,11 @@ def test_plotted_points_are_the_studys_trials(validated):
     scored = [t for t in result.trials if t.top1 is not None]
     assert [(t.number, t.macs, t.top1) for t in data.scored] == [(t.number, t.macs, t.top1) for t in scored]
     assert data.chosen == result.best.number
-    brute = {t.number for t in scored if not any(o.macs <= t.macs and o.top1 > t.top1 for o in scored)}
+    # pareto_front's rule: beaten by more score at no more cost, or by the same score at less cost; of exact
+    # equals (short proxies often tie), the earliest trial stands for all
+    brute = {t.number for t in scored if not any(
+        (o.macs <= t.macs and o.top1 > t.top1) or (o.macs < t.macs and o.top1 == t.top1)
+        or (o.macs == t.macs and o.top1 == t.top1 and o.number < t.number) for o in scored)}
     assert set(data.pareto) == brute
     assert sorted(data.landscape) == sorted((t.alpha, t.beta, t.gamma, t.top1) for t in scored
                                             if t.kind == "compound")
