@@ -32,7 +32,7 @@ from scaler.estimate import estimate
 from scaler.grid import fingerprint
 from scaler.scaling import round_channels
 from scaler.search import (PROXY_FIELDS, QUICK, Recipe, TrialFailure, check_settings, fail_lost_trials,
-                           run_owned, train_for_trial)
+                           run_owned, safe_interrupts, take_interrupt, train_for_trial)
 from scaler.spec import Spec, Stage, save_spec
 from scaler.storage import default_storage, load_study, open_storage, ride_out, storage_folder
 from scaler.train import resolve_device
@@ -431,19 +431,21 @@ def baseline_search(
             on_trial(_record(trial), _counts(study)[0], wanted)
 
     note = None
-    while True:
-        trained, running, waiting = _counts(study)
-        if not waiting and trained + running >= wanted:
-            break  # done here; candidates running on other machines are theirs to finish
-        if rejected_here >= REJECTIONS_PER_TRIAL * wanted:
-            note = (f"stopped after {rejected_here} proposals outside the FLOPs band with {trained} of {wanted} "
-                    f"candidates trained: widen the space (--start) or move the target")
-            break
-        try:
-            study.optimize(objective, n_trials=1, catch=(TrialFailure,), callbacks=[finished])
-            outage = None
-        except Exception as error:  # noqa: BLE001 -- ride_out re-raises all but a storage failure
-            outage = ride_out(error, outage)
+    with safe_interrupts():
+        while True:
+            take_interrupt()
+            trained, running, waiting = _counts(study)
+            if not waiting and trained + running >= wanted:
+                break  # done here; candidates running on other machines are theirs to finish
+            if rejected_here >= REJECTIONS_PER_TRIAL * wanted:
+                note = (f"stopped after {rejected_here} proposals outside the FLOPs band with {trained} of "
+                        f"{wanted} candidates trained: widen the space (--start) or move the target")
+                break
+            try:
+                study.optimize(objective, n_trials=1, catch=(TrialFailure,), callbacks=[finished])
+                outage = None
+            except Exception as error:  # noqa: BLE001 -- ride_out re-raises all but a storage failure
+                outage = ride_out(error, outage)
     result = replace(baseline_report(study_name, storage), note=note)
     if result.spec is not None:
         save_spec(result.spec, path)

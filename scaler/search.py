@@ -32,10 +32,12 @@ import signal
 import socket
 import statistics
 import sys
+import threading
 import time
 import tomllib
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -344,15 +346,58 @@ def check_settings(study: optuna.Study, settings: dict, mark: str) -> None:
                           f"differ); use the same settings, or another --study-name")
 
 
+class _Interrupt:
+    """Where a worker is with Ctrl-C: `live` inside a trial's scoring (where it is taken at once), `pending` when
+    one came outside it and waits for a safe point."""
+    live = False
+    pending = False
+
+
+@contextmanager
+def safe_interrupts() -> Iterator[None]:
+    """A worker loop's Ctrl-C, taken only where it loses nothing: at once while a trial is scored (`run_owned`
+    records it on the trial), else at the next trial's start or the loop's next step (`take_interrupt`). Optuna's
+    own bookkeeping is never cut in half: a Ctrl-C inside `study.ask`, after it took a queued trial and before the
+    trial named its worker, left that trial RUNNING with no owner, so no command ever trained it again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_interrupt(signum, frame):
+        if _Interrupt.live:
+            raise KeyboardInterrupt
+        _Interrupt.pending = True
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    take_interrupt()
+
+
+def take_interrupt() -> None:
+    """Raise the Ctrl-C that came at an unsafe moment, now that the moment is safe."""
+    if _Interrupt.pending:
+        _Interrupt.pending = False
+        raise KeyboardInterrupt
+
+
 def run_owned(trial: optuna.Trial, device: torch.device, score: Callable[[optuna.Trial], float | tuple]):
     """`score(trial)` as this process's work: the trial first names its worker (so that its loss is noticed, see
-    `fail_lost_trials`), and a Ctrl-C anywhere in it is recorded as an interruption (trained again)."""
+    `fail_lost_trials`), and a Ctrl-C anywhere in it, or one that came while the trial was taken, is recorded as
+    an interruption (trained again)."""
     trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(device)})
     try:
+        _Interrupt.live = True
+        take_interrupt()
         return score(trial)
     except KeyboardInterrupt:
+        _Interrupt.live = False
         trial.set_user_attr("failure", "interrupted")
         raise
+    finally:
+        _Interrupt.live = False
 
 
 def train_for_trial(trial: optuna.Trial, network: Spec, data, **kwargs) -> TrainResult:
@@ -586,17 +631,19 @@ def work(study: optuna.Study, recipe: Recipe, device: torch.device, prune: bool 
         _report_progress(study, trial, on_trial)
 
     outage = None
-    while True:
-        try:
-            if not (_has_work(study, recipe) or settle(study, recipe)):
-                break
-            objective.load_data()
-            study.optimize(objective, n_trials=1, catch=(TrialFailure,), callbacks=[finished])
-            outage = None
-        except Exception as error:  # noqa: BLE001 -- ride_out re-raises all but a storage failure
-            # The database went away (a restart, a network cut): wait for it. The trial it cut off stays
-            # RUNNING, and is trained again once its heartbeat is stale or this process has ended.
-            outage = ride_out(error, outage)
+    with safe_interrupts():
+        while True:
+            take_interrupt()
+            try:
+                if not (_has_work(study, recipe) or settle(study, recipe)):
+                    break
+                objective.load_data()
+                study.optimize(objective, n_trials=1, catch=(TrialFailure,), callbacks=[finished])
+                outage = None
+            except Exception as error:  # noqa: BLE001 -- ride_out re-raises all but a storage failure
+                # The database went away (a restart, a network cut): wait for it. The trial it cut off stays
+                # RUNNING, and is trained again once its heartbeat is stale or this process has ended.
+                outage = ride_out(error, outage)
 
 
 def worker_devices(device: str, workers: int) -> list[torch.device]:

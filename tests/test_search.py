@@ -122,6 +122,34 @@ def test_an_interrupted_trial_is_trained_again_on_resume(tmp_path, monkeypatch):
     assert len(failed) == 1 and failed[0].user_attrs["failure"] == "interrupted"
 
 
+@pytest.mark.slow
+def test_a_ctrl_c_while_a_trial_is_taken_from_the_queue_loses_nothing(tmp_path, monkeypatch):
+    """A real SIGINT just after Optuna took a queued trial, before the trial named its worker: it is taken at
+    the trial's start, recorded as an interruption, and the next run trains that candidate (it was left RUNNING
+    with no owner, never trained again, when the Ctrl-C cut `ask` in half)."""
+    original, asked = optuna.Study.ask, []
+
+    def interrupted_ask(self, *args, **kwargs):
+        trial = original(self, *args, **kwargs)
+        asked.append(trial.number)
+        if len(asked) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return trial
+
+    storage = storage_in(tmp_path)
+    monkeypatch.setattr(optuna.Study, "ask", interrupted_ask)
+    with pytest.raises(KeyboardInterrupt):
+        search(TINY, None, "s", storage, device="cpu")
+    monkeypatch.undo()
+    study = optuna.load_study(study_name="s", storage=storage)
+    taken = study.trials[asked[1]]
+    assert taken.state == optuna.trial.TrialState.FAIL and taken.user_attrs["failure"] == "interrupted"
+    assert "macs" not in taken.user_attrs and len(completed("s", storage)) == 1  # never scored
+    search(TINY, None, "s", storage, device="cpu")
+    assert completed("s", storage) == expected(TINY)
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+
+
 def inject(monkeypatch, error, on_call=2):
     """Make the `on_call`-th training raise `error` (the depth-only reference: it is queued second)."""
     original, calls = module.train, []
