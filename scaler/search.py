@@ -347,16 +347,16 @@ def check_settings(study: optuna.Study, settings: dict, mark: str) -> None:
 
 
 class _Interrupt:
-    """Where a worker is with Ctrl-C: `live` inside a trial's scoring (where it is taken at once), `pending` when
-    one came outside it and waits for a safe point."""
+    """Where a worker is with Ctrl-C: `live` inside an `interruptible` stretch (where it is taken at once),
+    `pending` when one came outside it and waits for a safe point."""
     live = False
     pending = False
 
 
 @contextmanager
 def safe_interrupts() -> Iterator[None]:
-    """A worker loop's Ctrl-C, taken only where it loses nothing: at once while a trial is scored (`run_owned`
-    records it on the trial), else at the next trial's start or the loop's next step (`take_interrupt`). Optuna's
+    """A worker loop's Ctrl-C, taken only where it loses nothing: at once where `interruptible` (a trial's scoring,
+    which `run_owned` records on the trial), else at the next such stretch or the loop's next step. Optuna's
     own bookkeeping is never cut in half: a Ctrl-C inside `study.ask`, after it took a queued trial and before the
     trial named its worker, left that trial RUNNING with no owner, so no command ever trained it again."""
     if threading.current_thread() is not threading.main_thread():
@@ -383,21 +383,29 @@ def take_interrupt() -> None:
         raise KeyboardInterrupt
 
 
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """A stretch of a worker loop where a Ctrl-C loses nothing, so it is taken at once (one that came before it,
+    at once on entry): a trial's scoring, loading the data."""
+    _Interrupt.live = True
+    try:
+        take_interrupt()
+        yield
+    finally:
+        _Interrupt.live = False
+
+
 def run_owned(trial: optuna.Trial, device: torch.device, score: Callable[[optuna.Trial], float | tuple]):
     """`score(trial)` as this process's work: the trial first names its worker (so that its loss is noticed, see
     `fail_lost_trials`), and a Ctrl-C anywhere in it, or one that came while the trial was taken, is recorded as
     an interruption (trained again)."""
     trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(device)})
     try:
-        _Interrupt.live = True
-        take_interrupt()
-        return score(trial)
+        with interruptible():
+            return score(trial)
     except KeyboardInterrupt:
-        _Interrupt.live = False
         trial.set_user_attr("failure", "interrupted")
         raise
-    finally:
-        _Interrupt.live = False
 
 
 def train_for_trial(trial: optuna.Trial, network: Spec, data, **kwargs) -> TrainResult:
@@ -637,7 +645,8 @@ def work(study: optuna.Study, recipe: Recipe, device: torch.device, prune: bool 
             try:
                 if not (_has_work(study, recipe) or settle(study, recipe)):
                     break
-                objective.load_data()
+                with interruptible():
+                    objective.load_data()
                 study.optimize(objective, n_trials=1, catch=(TrialFailure,), callbacks=[finished])
                 outage = None
             except Exception as error:  # noqa: BLE001 -- ride_out re-raises all but a storage failure

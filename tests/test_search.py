@@ -150,6 +150,20 @@ def test_a_ctrl_c_while_a_trial_is_taken_from_the_queue_loses_nothing(tmp_path, 
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
 
 
+def test_a_ctrl_c_while_the_data_load_is_taken_at_once(tmp_path, monkeypatch):
+    """Loading the data holds no trial, so a Ctrl-C there ends the command at once, and no trial is begun."""
+    def interrupted_load(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)
+        pytest.fail("the Ctrl-C waited")
+
+    storage = storage_in(tmp_path)
+    monkeypatch.setattr(module, "load_data", interrupted_load)
+    with pytest.raises(KeyboardInterrupt):
+        search(TINY, None, "s", storage, device="cpu")
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.WAITING}
+
+
 def inject(monkeypatch, error, on_call=2):
     """Make the `on_call`-th training raise `error` (the depth-only reference: it is queued second)."""
     original, calls = module.train, []
