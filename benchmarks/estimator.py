@@ -27,8 +27,8 @@ import torch
 
 from scaler.baselines import baseline_names, get_baseline
 from scaler.build import build_model
-from scaler.estimate import estimate  # the function; `scaler.estimate` in the package namespace is it too
-from scaler.measure import count_fvcore_flops, count_macs
+from scaler.estimator import estimate  # the function; `scaler.estimate` in the package namespace is it too
+from scaler.measurement import count_fvcore_flops, count_macs
 
 MIN_RATIO = 1000.0
 ESTIMATE_MIN_SECONDS = 0.2  # each timeit run of estimate() lasts at least this long

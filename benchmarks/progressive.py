@@ -23,7 +23,8 @@ import torch
 
 import scaler
 from scaler.data import load_data
-from scaler.train import progressive_schedule, resolve_device, train
+from scaler.device import resolve_device
+from scaler.training import progressive_schedule, train
 
 
 def mean_std(values: list[float]) -> str:

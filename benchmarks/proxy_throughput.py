@@ -26,7 +26,8 @@ from torch import nn
 
 import scaler
 from scaler.data import load_data
-from scaler.train import resolve_device, train
+from scaler.device import resolve_device
+from scaler.training import train
 
 
 def proxy_spec(args, num_classes: int):

@@ -19,17 +19,18 @@ import torch
 
 import scaler
 from scaler.data import load_data
-from scaler.estimate import estimate
+from scaler.estimator import estimate
 from scaler.grid import fingerprint
 from scaler.scaling import compound
-from scaler.search import Recipe, load_recipe
+from scaler.searches.compound_recipe import Recipe, load_recipe
 from scaler.spec import to_dict
-from scaler.train import resolve_device, train
+from scaler.device import resolve_device
+from scaler.training import train
 
 
 def distinct_networks(recipe: Recipe) -> list[tuple[int, scaler.Spec]]:
     """(MACs, network) of every distinct network the study trains, smallest first."""
-    proxy, networks = recipe.proxy(), {}
+    proxy, networks = recipe.proxy_network(), {}
     for c in recipe.candidates():
         network = proxy if c.kind == "baseline" else compound(proxy, c.alpha, c.beta, c.gamma, 1.0)
         networks.setdefault(fingerprint((), network={k: v for k, v in to_dict(network).items() if k != "name"}),
@@ -58,12 +59,12 @@ def main() -> None:
     networks = distinct_networks(recipe)
     picks = sorted({round(i * (len(networks) - 1) / (args.sample - 1)) for i in range(args.sample)})
     started = time.perf_counter()
-    data = load_data(recipe.data, recipe.train_size, recipe.val_size, recipe.seed, device)
+    data = load_data(recipe.proxy.data, recipe.proxy.train_size, recipe.proxy.val_size, recipe.proxy.seed, device)
     loading = time.perf_counter() - started
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"device: {device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"recipe: {args.recipe or 'default'}; {len(recipe.candidates())} candidates, {len(networks)} distinct "
-          f"networks; {recipe.epochs} epochs x {recipe.train_size} images, batch {recipe.batch_size}")
+          f"networks; {recipe.proxy.epochs} epochs x {recipe.proxy.train_size} images, batch {recipe.proxy.batch_size}")
     print(f"data loading: {loading:.1f} s (once per worker)")
     print("| network | px | MFLOPs (MACs) | seconds | images/s |")
     print("|---:|---:|---:|---:|---:|")
@@ -71,8 +72,8 @@ def main() -> None:
     for i in picks:
         macs, network = networks[i]
         began = time.perf_counter()
-        result = train(network, data, epochs=recipe.epochs, batch_size=recipe.batch_size, device=device,
-                       seed=recipe.seed)
+        result = train(network, data, epochs=recipe.proxy.epochs, batch_size=recipe.proxy.batch_size, device=device,
+                       seed=recipe.proxy.seed)
         seconds = time.perf_counter() - began
         measured.append((macs, seconds))
         print(f"| {i + 1} of {len(networks)} | {network.resolution} | {macs / 1e6:.1f} | {seconds:.1f} | "

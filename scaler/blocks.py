@@ -1,8 +1,6 @@
-"""Building blocks, each beside its cost twin.
-
-Every block is the torchvision module of its family, layer for layer and name for name, so that a
-torchvision state_dict loads into the built network. Each block's `cost` follows its `forward` on
-shapes alone (see scaler.layers); tests hold the twins to what the built modules measure.
+"""Building blocks, each the torchvision module of its family, layer for layer and name for name, so that a
+torchvision state_dict loads into the built network. Each block's cost twin in scaler.costs follows its `forward`
+on shapes alone (`MBConv` and `mbconv_cost`, ...); tests hold the twins to what the built modules measure.
 All blocks take the same arguments: (cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm, eps).
 """
 
@@ -11,32 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scaler.layers import (
-    Act, ConvNormAct, Cost, LayerNorm2d, Permute, SqueezeExcitation, StochasticDepth, activation, activation_cost,
-    conv_cost, linear_cost, norm2d, norm_cost,
-)
-from scaler.scaling import round_channels
-
-
-def hidden_channels(block: str, cin: int, cout: int, expansion: float, divisor: int) -> int:
-    """The inner width of a block; one rule for the module and its cost twin."""
-    if block == "bottleneck":
-        return round_channels(cout / expansion, divisor)
-    if block == "convnext":
-        return round(cout * expansion)
-    if block == "inverted_residual":
-        return int(round(cin * expansion))
-    return round_channels(cin * expansion, divisor)
-
-
-def squeeze_channels(cin: int, se_ratio: float) -> int:
-    return max(1, int(cin * se_ratio))
-
-
-def _residual(cost: Cost, branch: Act, drop_path: float) -> Act:
-    """branch (after stochastic depth) + shortcut: the sum is a new tensor; the add keeps nothing."""
-    StochasticDepth.cost(cost, branch, drop_path)
-    return cost.output(branch.channels, branch.height, branch.width)
+from scaler.layers import ConvNormAct, LayerNorm2d, Permute, SqueezeExcitation, StochasticDepth, activation, norm2d
+from scaler.plan import squeeze_channels
 
 
 def _expand_depthwise(cin, stride, kernel, hidden, act, norm, eps) -> list[nn.Module]:
@@ -69,17 +43,6 @@ class MBConv(nn.Module):
         """The norm that ends the residual branch (None without a shortcut): at zero scale the block is x."""
         return self.block[-1][1] if self.use_res_connect else None
 
-    @staticmethod
-    def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:
-        y = x
-        if hidden != cin:
-            y = ConvNormAct.cost(cost, y, hidden, 1, norm=norm, act=act)
-        y = ConvNormAct.cost(cost, y, hidden, kernel, stride, groups=hidden, norm=norm, act=act)
-        if se_ratio:
-            y = SqueezeExcitation.cost(cost, y, squeeze_channels(cin, se_ratio), act)
-        y = ConvNormAct.cost(cost, y, cout, 1, norm=norm, act=None)
-        return _residual(cost, y, drop_path) if stride == 1 and cin == cout else y
-
 
 class FusedMBConv(MBConv):
     """EfficientNetV2's Fused-MBConv: one full kxk conv in place of expand + depthwise, then 1x1 project."""
@@ -96,15 +59,6 @@ class FusedMBConv(MBConv):
             layers = [ConvNormAct(cin, cout, kernel, stride, norm=norm, eps=eps, act=act)]
         self.block = nn.Sequential(*layers)
         self.stochastic_depth = StochasticDepth(drop_path)
-
-    @staticmethod
-    def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:
-        if hidden != cin:
-            y = ConvNormAct.cost(cost, x, hidden, kernel, stride, norm=norm, act=act)
-            y = ConvNormAct.cost(cost, y, cout, 1, norm=norm, act=None)
-        else:
-            y = ConvNormAct.cost(cost, x, cout, kernel, stride, norm=norm, act=act)
-        return _residual(cost, y, drop_path) if stride == 1 and cin == cout else y
 
 
 class InvertedResidual(nn.Module):
@@ -124,8 +78,6 @@ class InvertedResidual(nn.Module):
 
     def residual_norm(self) -> nn.Module | None:
         return self.conv[-1] if self.use_res_connect else None
-
-    cost = MBConv.cost
 
 
 class BasicBlock(nn.Module):
@@ -151,12 +103,6 @@ class BasicBlock(nn.Module):
 
     def residual_norm(self) -> nn.Module:
         return self.bn2
-
-    @staticmethod
-    def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:
-        y = ConvNormAct.cost(cost, x, cout, kernel, stride, norm=norm, act=act)
-        y = ConvNormAct.cost(cost, y, cout, kernel, norm=norm, act=None)
-        return _shortcut_cost(cost, x, y, cout, stride, drop_path, act, norm)
 
 
 class Bottleneck(nn.Module):
@@ -186,26 +132,11 @@ class Bottleneck(nn.Module):
     def residual_norm(self) -> nn.Module:
         return self.bn3
 
-    @staticmethod
-    def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:
-        y = ConvNormAct.cost(cost, x, hidden, 1, norm=norm, act=act)
-        y = ConvNormAct.cost(cost, y, hidden, kernel, stride, norm=norm, act=act)
-        y = ConvNormAct.cost(cost, y, cout, 1, norm=norm, act=None)
-        return _shortcut_cost(cost, x, y, cout, stride, drop_path, act, norm)
-
 
 def _shortcut(cin: int, cout: int, stride: int, norm: str, eps: float) -> nn.Module | None:
     if stride == 1 and cin == cout:
         return None
     return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), norm2d(norm, cout, eps))
-
-
-def _shortcut_cost(cost: Cost, x: Act, branch: Act, cout: int, stride: int, drop_path: float, act: str,
-                   norm: str) -> Act:
-    """The ResNet tail: optional projection shortcut, residual add, then the activation on the sum."""
-    if stride != 1 or x.channels != cout:
-        ConvNormAct.cost(cost, x, cout, 1, stride, norm=norm, act=None, padding=0)
-    return activation_cost(cost, _residual(cost, branch, drop_path), act)
 
 
 class CNBlock(nn.Module):
@@ -230,24 +161,10 @@ class CNBlock(nn.Module):
         result += x
         return result
 
-    @staticmethod
-    def cost(cost: Cost, x: Act, cin, cout, stride, kernel, hidden, se_ratio, drop_path, act, norm) -> Act:
-        y = conv_cost(cost, x, cout, kernel, groups=cout, bias=True)
-        y = norm_cost(cost, y, "layernorm")
-        y = linear_cost(cost, activation_cost(cost, linear_cost(cost, y, hidden), act), cout)
-        cost.params += cout
-        cost.save(y)
-        scaled = cost.output(cout, y.height, y.width)
-        return _residual(cost, scaled, drop_path)
-
 
 def convnext_downsample(cin: int, cout: int, stride: int, eps: float) -> nn.Module:
     """ConvNeXt's patchify downsampling between stages: LayerNorm, then a stride x stride conv."""
     return nn.Sequential(LayerNorm2d(cin, eps=eps), nn.Conv2d(cin, cout, stride, stride))
-
-
-def convnext_downsample_cost(cost: Cost, x: Act, cout: int, stride: int) -> Act:
-    return conv_cost(cost, norm_cost(cost, x, "layernorm"), cout, stride, stride, bias=True, padding=0)
 
 
 BLOCKS = {

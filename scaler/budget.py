@@ -2,7 +2,8 @@
 
 The limits are judged on the network `compound` actually makes, not on the idealised 2^phi: rounding moves
 real FLOPs well off it (B0 at phi=3 costs 8.4x, not 7.1x). FLOPs (multiply-adds per image), parameters and
-peak training memory come from the analytic estimator, so a fit takes milliseconds. Latency is measured:
+peak training memory come from the analytic estimator, so a fit takes milliseconds and imports no torch.
+Latency is measured:
 the network is built and run on the budget's device, so it holds for that machine, its load and its
 PyTorch build only, and two runs can disagree near the boundary.
 
@@ -16,21 +17,16 @@ answer was measured to fit and the next step measured not to.
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
 from scaler.baselines import resolve_spec
-from scaler.build import build_model
 from scaler.errors import ScalerError, check_choice, check_int, check_number
-from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, estimate
+from scaler.device import resolve_device
+from scaler.estimator import DTYPE_BYTES, OPTIMIZER_STATES, estimate
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, UNIFORM, StageRule, check_cap, compound, multipliers
 from scaler.spec import Spec, to_dict
-from scaler.train import resolve_device
 
 LIMITS = ("macs", "params", "memory_bytes", "latency_ms")
 # How each limit reads in a message: (divisor, unit). GB are 10^9 bytes.
@@ -71,6 +67,16 @@ class Budget:
             resolve_device(self.device)  # fail now, not after the first build
 
 
+def budget_from_units(gflops: float | None = None, params: float | None = None, memory_gb: float | None = None,
+                      latency_ms: float | None = None, batch_size: int = 1, device: str = "auto") -> Budget | None:
+    """A budget from the units a user types (GFLOPs, parameters, GB of peak training memory, milliseconds);
+    None when no limit is given."""
+    limits = {"macs": gflops and gflops * 1e9, "params": params, "memory_bytes": memory_gb and memory_gb * 1e9,
+              "latency_ms": latency_ms}
+    given = {name: value for name, value in limits.items() if value is not None}
+    return Budget(**given, batch_size=batch_size, device=device) if given else None
+
+
 @dataclass(frozen=True)
 class Costs:
     """What a budget limits, for one network; latency only when the budget limits it (it costs a run)."""
@@ -98,43 +104,14 @@ class Fit:
                 "latency_ms": self.latency_ms, "binding": list(self.binding), "spec": to_dict(self.spec)}
 
 
-def measure_latency_ms(spec: Spec, device: str = "auto", batch_size: int = 1, dtype: str = "float32",
-                       warmup: int = 3, repeats: int = 7) -> float:
-    """Median wall time of a forward pass of `batch_size` images at the spec's resolution, in milliseconds.
-
-    Eval mode, no autograd, channels_last (the fast layout on CPU as on CUDA); the warm-up passes absorb
-    allocator and kernel-selection costs, the median shrugs off a stray slow pass. CUDA is synchronized
-    around each pass. A network that runs out of CUDA memory takes forever: infinity.
-    """
-    device = resolve_device(device)
-    torch_dtype = getattr(torch, dtype)
-    try:
-        model = build_model(spec).to(device=device, dtype=torch_dtype, memory_format=torch.channels_last).eval()
-        x = torch.randn(batch_size, 3, spec.resolution, spec.resolution, device=device, dtype=torch_dtype)
-        x = x.contiguous(memory_format=torch.channels_last)
-        times = []
-        with torch.no_grad():
-            for i in range(warmup + repeats):
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                started = time.perf_counter()
-                model(x)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                if i >= warmup:
-                    times.append(time.perf_counter() - started)
-    except torch.OutOfMemoryError:
-        torch.cuda.empty_cache()
-        return math.inf
-    return statistics.median(times) * 1e3
-
-
 def costs(spec: Spec, budget: Budget) -> Costs:
     """The network's figures for the budget's batch size, dtype and optimizer."""
     e = estimate(spec, budget.batch_size, budget.dtype, budget.optimizer)
     latency = None
     if budget.latency_ms is not None:
-        latency = measure_latency_ms(spec, budget.device, budget.batch_size, budget.dtype)
+        from scaler import measurement  # builds and runs the network: torch only when latency is limited
+
+        latency = measurement.measure_latency_ms(spec, budget.device, budget.batch_size, budget.dtype)
     return Costs(e.macs, e.params, e.peak_training_memory_bytes, latency)
 
 

@@ -8,34 +8,10 @@ import torch
 from torch import nn
 
 from scaler.baselines import resolve_spec
-from scaler.blocks import BLOCKS, convnext_downsample, hidden_channels
+from scaler.blocks import BLOCKS, convnext_downsample
 from scaler.layers import ConvNormAct, LayerNorm2d, activation, norm2d
+from scaler.plan import block_plan
 from scaler.spec import Spec
-
-
-def drop_path_rates(spec: Spec) -> list[float]:
-    """Stochastic-depth probability of every block, rising linearly from 0 as torchvision does: to the spec's
-    value at the last block for ConvNeXt, one step short of it for the other families."""
-    total = sum(stage.repeats for stage in spec.stages)
-    steps = max(1, total - 1) if spec.family == "convnext" else total
-    return [spec.drop_path * i / steps for i in range(total)]
-
-
-def block_plan(spec: Spec) -> list[list[tuple]]:
-    """For each stage, the arguments of each of its blocks: (cin, cout, stride, kernel, hidden, se_ratio,
-    drop_path). The builder and the estimator both walk this plan, so they cannot disagree on the network.
-    Blocks after a stage's first take its output channels at stride 1 and differ only in drop_path."""
-    rates = drop_path_rates(spec)
-    cin, index, plan = spec.stem.channels, 0, []
-    for stage in spec.stages:
-        c = stage.channels
-        first_stride = stage.stride if stage.block != "convnext" else 1
-        first = (cin, c, first_stride, stage.kernel, hidden_channels(stage.block, cin, c, stage.expansion, spec.divisor))
-        rest = (c, c, 1, stage.kernel, hidden_channels(stage.block, c, c, stage.expansion, spec.divisor))
-        plan.append([(*(first if i == 0 else rest), stage.se_ratio, rates[index + i]) for i in range(stage.repeats)])
-        index += stage.repeats
-        cin = c
-    return plan
 
 
 def _stages(spec: Spec) -> list[list[nn.Module]]:

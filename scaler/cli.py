@@ -1,33 +1,30 @@
-"""The `scaler` command: parses, calls the API, prints. Results go to stdout (tables, or JSON with --json);
-errors a user can cause are one line on stderr and exit status 2."""
+"""The `scaler` command: parses, calls one library function per command, prints. Results go to stdout (text from
+scaler.tables, or JSON with --json, through `emit`); progress goes to stderr (`say`); errors a user can cause are
+one line on stderr and exit status 2 (any ScalerError: its own line and status).
+
+Only click and the analytic half load at start-up: a command that trains, searches or plots imports torch, optuna
+or matplotlib inside itself, so `scaler --help`, `baselines`, `show`, `scale` and `estimate` start at once.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
-from dataclasses import asdict, replace
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import asdict
 
 import click
-import optuna
 
+from scaler import tables
 from scaler.baselines import baseline_names, get_baseline, resolve_spec
-from scaler.errors import ScalerError, check_number
-from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, Estimate, estimate
+from scaler.budget import budget_from_units
+from scaler.errors import ScalerError
+from scaler.estimator import DTYPE_BYTES, OPTIMIZER_STATES, estimate
+from scaler.progress import PROGRESS_EVERY, epoch_line
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, STAGE_RULES, compound, multipliers, stage_rule
-from scaler.spec import Spec, save_spec, to_dict
-from scaler.budget import Budget
-from scaler.baseline_search import (MNAS_W, QUICK_BASELINE, BaselineRecipe, baseline_report, baseline_search,
-                                    is_baseline_study)
-from scaler.search import QUICK, SAMPLERS, Recipe, WorkerFailed, load_recipe, recipe_from_dict, report, search
-from scaler.studies import list_studies
-from scaler.plot import DEFAULT_RULES, check_output, plot_baseline, plot_family, plot_study
-from scaler.report import stage_table, write_report
-from scaler.storage import StorageFailed, find_study, storage_folder
-from scaler.train import NONFINITE_CHECK_EVERY, TrainingError, train
-
-FLOPS_NOTE = "FLOPs are multiply-adds of conv and linear layers, per image, as in the EfficientNet paper."
+from scaler.searches.baseline_recipe import MNAS_W, assemble_baseline_recipe
+from scaler.searches.compound_recipe import SAMPLERS, assemble_recipe, default_repeats, default_study_name
+from scaler.spec import save_spec, to_dict
 
 # `--progressive` alone is EfficientNetV2's 4 stages; `--progressive K` chooses; absent, the recipe's (off).
 PROGRESSIVE_OPTION = click.option(
@@ -35,74 +32,18 @@ PROGRESSIVE_OPTION = click.option(
     help="Progressive learning: image size, dropout and augmentation ramped over K stages (K = 4 when given alone).")
 
 
-def _table(headers: list[str], rows: list[list]) -> str:
-    """Columns aligned: text to the left, numbers to the right."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    numeric = [all(c[:1].isdigit() for c in (row[i] for row in cells[1:]) if c) for i in range(len(headers))]
-    lines = []
-    for n, row in enumerate(cells):
-        lines.append("  ".join(c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
-                     .rstrip())
-        if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def emit(as_json: bool, data, text: Callable[[], str]) -> None:
+    """The one way a result is printed: its JSON, or its text for people."""
+    click.echo(json.dumps(data, indent=2) if as_json else text())
 
 
-def _giga(value: int) -> str:
-    return f"{value / 1e9:.3f} G"
+def say(line: str) -> None:
+    """The one way progress is printed: a line on stderr."""
+    click.echo(line, err=True)
 
 
-def _mib(value: int | None) -> str:
-    return "-" if value is None else f"{value / 2**20:,.1f} MiB"
-
-
-def _emit_json(data) -> None:
-    click.echo(json.dumps(data, indent=2))
-
-
-def _spec_table(spec: Spec) -> str:
-    return _table(*stage_table(spec))
-
-
-def _settings_line(spec: Spec) -> str:
-    return (f"{spec.name}: {spec.resolution} px, {spec.num_classes} classes, {spec.activation}, {spec.norm}, "
-            f"dropout {spec.dropout:g}, drop-path {spec.drop_path:g}, rounding {spec.rounding} (divisor {spec.divisor})")
-
-
-def _part_summaries(spec: Spec) -> list[str]:
-    """What each row of the estimate's per-part table is, e.g. 'mbconv x2 24ch k3 s2 e6 se0.25'."""
-    stem = spec.stem
-    texts = [f"{stem.kernel}x{stem.kernel} conv {stem.channels}ch s{stem.stride}"]
-    for s in spec.stages:
-        texts.append(f"{s.block} x{s.repeats} {s.channels}ch k{s.kernel} s{s.stride} e{s.expansion:g}"
-                     + (f" se{s.se_ratio:g}" if s.se_ratio else ""))
-    head = f"{spec.head.channels}ch, " if spec.head.channels else ""
-    return texts + [f"{head}pool, linear {spec.num_classes}"]
-
-
-def _costs_table(spec: Spec, e: Estimate) -> str:
-    rows = [[p.name, summary, f"{p.params:,}", f"{p.macs:,}", f"{p.fvcore_flops:,}", f"{p.activations:,}",
-             _mib(p.saved_activation_bytes), "x".join(map(str, p.output_shape))]
-            for p, summary in zip(e.parts, _part_summaries(spec))]
-    rows.append(["total", "", f"{e.params:,}", f"{e.macs:,}", f"{e.fvcore_flops:,}", f"{e.activations:,}",
-                 _mib(e.saved_activation_bytes), ""])
-    header = ["part", "what", "params", "FLOPs (MACs)", "fvcore", "activations", "saved (train)", "output"]
-    return _table(header, rows)
-
-
-def _summary(e: Estimate) -> str:
-    return "\n".join([
-        f"{e.name} at {e.resolution} px, batch {e.batch_size}, {e.dtype}, {e.optimizer}",
-        f"  params                   {e.params:>16,}",
-        f"  FLOPs (multiply-adds)    {e.macs:>16,}  ({_giga(e.macs)})",
-        f"  fvcore FLOPs             {e.fvcore_flops:>16,}  (adds norms and pooling)",
-        f"  activations              {e.activations:>16,}  (conv and linear outputs)",
-        f"  saved activations        {e.saved_activation_bytes:>16,}  bytes ({_mib(e.saved_activation_bytes)})",
-        f"  peak training memory     {e.peak_training_memory_bytes:>16,}  bytes ({_mib(e.peak_training_memory_bytes)}, "
-        f"estimate: weights {_mib(e.weight_bytes)}, gradients {_mib(e.gradient_bytes)}, "
-        f"optimizer {_mib(e.optimizer_state_bytes)}, transient {_mib(e.transient_bytes)})",
-    ])
+def _budget_limits(gflops, params, memory_gb, latency_ms) -> dict:
+    return {"gflops": gflops, "params": params, "memory_gb": memory_gb, "latency_ms": latency_ms}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -129,13 +70,10 @@ def baselines(as_json: bool) -> None:
         rows.append({"name": name, "family": spec.family, "resolution": spec.resolution, "params": e.params,
                      "macs": e.macs, "fvcore_flops": e.fvcore_flops, "stages": len(spec.stages),
                      "blocks": sum(s.repeats for s in spec.stages)})
-    if as_json:
-        _emit_json(rows)
-        return
-    click.echo(_table(["name", "family", "resolution", "params", "FLOPs (MACs)", "blocks"],
-                      [[r["name"], r["family"], r["resolution"], f"{r['params']:,}", _giga(r["macs"]), r["blocks"]]
-                       for r in rows]))
-    click.echo(FLOPS_NOTE)
+    emit(as_json, rows, lambda: "\n".join([tables.table(
+        ["name", "family", "resolution", "params", "FLOPs (MACs)", "blocks"],
+        [[r["name"], r["family"], r["resolution"], f"{r['params']:,}", tables.giga(r["macs"]), r["blocks"]]
+         for r in rows]), tables.FLOPS_NOTE]))
 
 
 @cli.command()
@@ -147,11 +85,7 @@ def show(network: str, as_json: bool) -> None:
     Example: scaler show efficientnet-b3
     """
     spec = resolve_spec(network)
-    if as_json:
-        _emit_json(to_dict(spec))
-        return
-    click.echo(_settings_line(spec))
-    click.echo(_spec_table(spec))
+    emit(as_json, to_dict(spec), lambda: f"{tables.settings_line(spec)}\n{tables.spec_text(spec)}")
 
 
 @cli.command(name="estimate")
@@ -174,32 +108,24 @@ def estimate_command(network, resolution, batch_size, dtype, optimizer, breakdow
     e = estimate(network, batch_size=batch_size, dtype=dtype, optimizer=optimizer, resolution=resolution)
     measured = None
     if verify:
-        from scaler.measure import measure
+        from scaler.measurement import measure
 
-        measured = measure(network, batch_size, dtype, optimizer, resolution, device)
-    if as_json:
-        data = e.to_dict()
-        if not breakdown:
-            del data["parts"]
-        if measured is not None:
-            data["measured"] = measured.to_dict()
-        _emit_json(data)
-        return
-    click.echo(_summary(e))
-    if breakdown:
-        click.echo()
-        click.echo(_costs_table(resolve_spec(network), e))
+        measured = measure(network, batch_size, dtype, optimizer, resolution, device).to_dict()
+    data = e.to_dict()
+    if not breakdown:
+        del data["parts"]
     if measured is not None:
-        rows = []
-        for key, value in measured.to_dict().items():
-            analytic = getattr(e, key)
-            if value is None:
-                rows.append([key, f"{analytic:,}", "not measured (needs --device cuda)", ""])
-                continue
-            rows.append([key, f"{analytic:,}", f"{value:,}", f"{(analytic - value) / value:+.2%}" if value else "-"])
-        click.echo()
-        click.echo(_table(["figure", "analytic", "measured", "difference"], rows))
-    click.echo(FLOPS_NOTE)
+        data["measured"] = measured
+
+    def text() -> str:
+        parts = [tables.estimate_summary(e)]
+        if breakdown:
+            parts += ["", tables.costs_table(resolve_spec(network), e)]
+        if measured is not None:
+            parts += ["", tables.verification_table(e, measured)]
+        return "\n".join(parts + [tables.FLOPS_NOTE])
+
+    emit(as_json, data, text)
 
 
 @cli.command()
@@ -225,52 +151,40 @@ def scale(phi, baseline, alpha, beta, gamma, stage_scaling, max_resolution, outp
     before, after = estimate(base), estimate(scaled)
     if output:
         save_spec(scaled, output)
-    if as_json:
-        _emit_json({
-            "alpha": alpha, "beta": beta, "gamma": gamma, "phi": phi,
-            "stage_scaling": rule.name, "max_resolution": rule.max_resolution,
-            "multipliers": {"depth": depth, "width": width, "resolution": res},
+    data = {"alpha": alpha, "beta": beta, "gamma": gamma, "phi": phi, "stage_scaling": rule.name,
+            "max_resolution": rule.max_resolution, "multipliers": {"depth": depth, "width": width, "resolution": res},
             "baseline": {"params": before.params, "macs": before.macs, "resolution": base.resolution},
             "scaled": {"params": after.params, "macs": after.macs, "fvcore_flops": after.fvcore_flops,
                        "resolution": scaled.resolution, "spec": to_dict(scaled)},
-            "flops_ratio": after.macs / before.macs,
-            "output": output,
-        })
-        return
-    cap = "" if rule.max_resolution is None else f", capped at {rule.max_resolution} px"
-    click.echo(f"alpha={alpha:g} beta={beta:g} gamma={gamma:g} phi={phi:g}: depth x{depth:.4f}, width x{width:.4f}, "
-               f"resolution x{res:.4f} (nominal FLOPs x{(alpha * beta**2 * gamma**2) ** phi:.3f}); "
-               f"{rule.name} stage scaling{cap}")
-    rows = []
-    for i, (old, new) in enumerate(zip(base.stages, scaled.stages)):
-        rows.append([f"stage {i + 1}", old.block, f"{old.repeats} -> {new.repeats}",
-                     f"{old.channels} -> {new.channels}"])
-    rows.insert(0, ["stem", "conv", "1 -> 1", f"{base.stem.channels} -> {scaled.stem.channels}"])
-    if base.head.channels:
-        rows.append(["head", "conv 1x1", "1 -> 1", f"{base.head.channels} -> {scaled.head.channels}"])
-    click.echo(_table(["part", "block", "repeats", "channels"], rows))
-    click.echo(f"resolution  {base.resolution} -> {scaled.resolution}")
-    click.echo(f"params      {before.params:,} -> {after.params:,}")
-    click.echo(f"FLOPs       {before.macs:,} -> {after.macs:,} (x{after.macs / before.macs:.3f} after rounding)")
-    if output:
-        click.echo(f"wrote {output}")
-    click.echo(FLOPS_NOTE)
+            "flops_ratio": after.macs / before.macs, "output": output}
+
+    def text() -> str:
+        cap = "" if rule.max_resolution is None else f", capped at {rule.max_resolution} px"
+        rows = [["stem", "conv", "1 -> 1", f"{base.stem.channels} -> {scaled.stem.channels}"]]
+        rows += [[f"stage {i + 1}", old.block, f"{old.repeats} -> {new.repeats}", f"{old.channels} -> {new.channels}"]
+                 for i, (old, new) in enumerate(zip(base.stages, scaled.stages))]
+        if base.head.channels:
+            rows.append(["head", "conv 1x1", "1 -> 1", f"{base.head.channels} -> {scaled.head.channels}"])
+        return "\n".join([
+            f"alpha={alpha:g} beta={beta:g} gamma={gamma:g} phi={phi:g}: depth x{depth:.4f}, width x{width:.4f}, "
+            f"resolution x{res:.4f} (nominal FLOPs x{(alpha * beta**2 * gamma**2) ** phi:.3f}); "
+            f"{rule.name} stage scaling{cap}",
+            tables.table(["part", "block", "repeats", "channels"], rows),
+            f"resolution  {base.resolution} -> {scaled.resolution}",
+            f"params      {before.params:,} -> {after.params:,}",
+            f"FLOPs       {before.macs:,} -> {after.macs:,} (x{after.macs / before.macs:.3f} after rounding)",
+            *([f"wrote {output}"] if output else []), tables.FLOPS_NOTE])
+
+    emit(as_json, data, text)
 
 
-def _show_progress(progress) -> None:
-    """One status line on stderr: rewritten in place on a terminal, a line per epoch in a log."""
-    text = (f"epoch {progress.epoch}/{progress.epochs}  step {progress.step}/{progress.steps}  "
-            f"{progress.images_per_second:,.0f} img/s  ETA {_duration(progress.eta_seconds)}")
+def _show_training(progress) -> None:
+    """A training's status line on stderr: rewritten in place on a terminal, a line per epoch in a log."""
     if sys.stderr.isatty():
-        click.echo(f"\r{text}\033[K", err=True, nl=progress.epoch == progress.epochs and
-                   progress.step == progress.steps)
-    elif progress.step == progress.steps or (progress.epoch == 1 and progress.step <= NONFINITE_CHECK_EVERY):
-        click.echo(text, err=True)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+        click.echo(f"\r{epoch_line(progress)}\033[K", err=True,
+                   nl=progress.epoch == progress.epochs and progress.step == progress.steps)
+    elif progress.step == progress.steps or (progress.epoch == 1 and progress.step <= PROGRESS_EVERY):
+        say(epoch_line(progress))
 
 
 @cli.command(name="train")
@@ -296,18 +210,17 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
 
     Example: scaler train efficientnet-b0 --resolution 64 --epochs 3 --train-size 2000
     """
-    result = train(network, data, epochs=epochs, batch_size=batch_size, lr=lr, resolution=resolution,
-                   train_size=train_size, val_size=val_size, device=device, seed=seed, compile=use_compile,
-                   progressive=progressive or 0, on_progress=_show_progress)
-    if as_json:
-        _emit_json(result.to_dict())
-        return
-    per_epoch = ", ".join(f"{t:.3f}" for t in result.top1_per_epoch)
-    click.echo(f"top-1 {result.top1:.4f} after {result.epochs} epochs ({per_epoch})")
-    click.echo(f"{result.resolution} px, batch {result.batch_size}, {result.train_size} train / {result.val_size} val "
-               f"images, {result.num_classes} classes, {result.device}")
-    click.echo(f"{result.images_per_second:,.0f} img/s, {_duration(result.wall_seconds)} wall, peak memory "
-               f"{_mib(result.peak_memory_bytes)} ({result.peak_memory_kind})")
+    from scaler.training import train
+
+    r = train(network, data, epochs=epochs, batch_size=batch_size, lr=lr, resolution=resolution,
+              train_size=train_size, val_size=val_size, device=device, seed=seed, compile=use_compile,
+              progressive=progressive or 0, on_progress=_show_training)
+    emit(as_json, r.to_dict(), lambda: "\n".join([
+        f"top-1 {r.top1:.4f} after {r.epochs} epochs ({', '.join(f'{t:.3f}' for t in r.top1_per_epoch)})",
+        f"{r.resolution} px, batch {r.batch_size}, {r.train_size} train / {r.val_size} val images, "
+        f"{r.num_classes} classes, {r.device}",
+        f"{r.images_per_second:,.0f} img/s, {tables.duration(r.wall_seconds)} wall, peak memory "
+        f"{tables.mib(r.peak_memory_bytes)} ({r.peak_memory_kind})"]))
 
 
 def budget_options(command):
@@ -341,6 +254,21 @@ def proxy_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _numbers(option: str, text: str) -> tuple[float, ...]:
+    """'0,1,2' -> (0.0, 1.0, 2.0); anything else is one error naming the option."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ScalerError(f"{option}: expected numbers separated by commas, got {text!r}") from None
+
+
+def _quiet_optuna() -> None:
+    """Optuna's own log lines off: the progress lines say what happens."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 @cli.command(name="search")
@@ -378,48 +306,25 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
 
     Example: scaler search --quick --budget-gflops 4
     """
-    if quick and recipe:
-        raise ScalerError("--quick and --recipe: give one of them")
-    settings = load_recipe(recipe) if recipe else QUICK if quick else Recipe()
-    changes = proxy | {"baseline": baseline, "sampler": sampler, "trials": trials, "max_resolution": max_resolution,
-                       "stage_scaling": stage_scaling and tuple(part.strip() for part in stage_scaling.split(","))}
-    settings = recipe_from_dict({k: v for k, v in changes.items() if v is not None}, settings, "options")
-    budget = _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, settings.batch_size, device)
-    name = study_name or (Path(recipe).stem if recipe else "quick" if quick else "default")
-    started, ended_here = time.monotonic(), []
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress lines below say what happens
+    from scaler.progress import Eta, search_line
+    from scaler.searches.compound import search
 
-    def progress(record, done, total) -> None:
-        ended_here.append(record)
-        top1 = f"top-1 {record.top1:.3f}" if record.top1 is not None else record.failure or record.state.lower()
-        eta = (time.monotonic() - started) / len(ended_here) * (total - done)
-        rule = f" ({record.stage_scaling})" if len(settings.stage_scaling) > 1 else ""
-        click.echo(f"trial {done}/{total}  {record.kind}{rule} alpha={record.alpha:g} beta={record.beta:g} "
-                   f"gamma={record.gamma:.3f}  {top1}  ETA {_duration(eta)}", err=True)
-
-    def begin(done, total) -> None:
-        click.echo(f"study {name}: {total} candidates, {done} done, {workers} worker{'s' * (workers > 1)}",
-                   err=True)
-
+    settings = assemble_recipe(quick, recipe, baseline=baseline, sampler=sampler, trials=trials,
+                               max_resolution=max_resolution, stage_scaling=stage_scaling, **proxy)
+    budget = budget_from_units(**_budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms),
+                               batch_size=settings.proxy.batch_size, device=device)
+    name = study_name or default_study_name(quick, recipe)
     phis = _numbers("--validate-phi", validate_phi) if validate_phi else ()
-    result = search(settings, budget, name, storage, device, progress, workers=workers, prune=prune,
-                    validate_phis=phis, repeats=(1 if quick else 2) if repeats is None else repeats,
-                    check_ranks=check_ranks, check_top=check_top, on_start=begin)
-    if as_json:
-        _emit_json(result.to_dict())
-        return
-    click.echo(_trials_table(result.trials))
-    if result.best is not None:
-        click.echo(_best_line(result.best))
-        click.echo(_confidence_line(result.confidence))
-    if result.fit is not None:
-        f = result.fit
-        click.echo(f"phi {f.phi:.2f}: {f.params:,} params, {f.macs:,} FLOPs (MACs), {f.spec.resolution} px, "
-                   f"peak training memory {_mib(f.memory_bytes)} at batch {settings.batch_size}; limited by "
-                   f"{', '.join(f.binding) or '-'}")
-        click.echo(_spec_table(f.spec))
-        click.echo(f"wrote {result.spec_path}")
-    click.echo(FLOPS_NOTE)
+    eta, several_rules = Eta(), len(settings.stage_scaling) > 1
+    _quiet_optuna()
+    result = search(settings, budget, name, storage, device,
+                    lambda record, done, total: say(search_line(record, done, total, eta, several_rules)),
+                    workers=workers, prune=prune, validate_phis=phis,
+                    repeats=default_repeats(quick) if repeats is None else repeats, check_ranks=check_ranks,
+                    check_top=check_top,
+                    on_start=lambda done, total: say(f"study {name}: {total} candidates, {done} done, {workers} "
+                                                     f"worker{'s' * (workers > 1)}"))
+    emit(as_json, result.to_dict(), lambda: tables.search_text(result))
 
 
 @cli.command(name="baseline-search")
@@ -447,106 +352,22 @@ def baseline_search_command(target_mflops, start, w, pareto, trials, quick, stud
 
     Example: scaler baseline-search --quick --target-mflops 400
     """
-    base = QUICK_BASELINE if quick else BaselineRecipe()
-    given = {k: v for k, v in proxy.items() if v is not None}
-    settings = replace(base, proxy=recipe_from_dict(given, base.proxy, "options"),
-                       **{k: v for k, v in {"start": start, "w": w, "trials": trials}.items() if v is not None},
-                       target_mflops=target_mflops, pareto=pareto)
+    from scaler.progress import Eta, baseline_search_line
+    from scaler.searches.baseline import baseline_search
+
+    settings = assemble_baseline_recipe(quick, target_mflops=target_mflops, pareto=pareto, start=start, w=w,
+                                        trials=trials, **proxy)
     name = study_name or ("baseline-quick" if quick else "baseline")
-    started, ended_here = time.monotonic(), []
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-
-    def begin(done, total) -> None:
-        click.echo(f"study {name}: {done} of {total} candidates trained, target {target_mflops:g} MFLOPs", err=True)
-
-    def progress(record, done, total) -> None:
-        ended_here.append(record)
-        eta = (time.monotonic() - started) / len(ended_here) * max(0, total - done)
-        score = f"top-1 {record.top1:.3f} reward {record.reward:.4f}" if record.top1 is not None else record.failure
-        click.echo(f"trial {done}/{total}  {record.macs / 1e6:,.0f} MFLOPs  {record.stages}  {score}  "
-                   f"ETA {_duration(eta)}", err=True)
-
-    result = baseline_search(settings, name, storage, device, output, progress, begin)
+    eta = Eta()
+    _quiet_optuna()
+    result = baseline_search(
+        settings, name, storage, device, output,
+        lambda record, done, total: say(baseline_search_line(record, done, total, eta)),
+        lambda done, total: say(f"study {name}: {done} of {total} candidates trained, target {target_mflops:g} "
+                                f"MFLOPs"))
     if result.note:
-        click.echo(f"scaler: {result.note}", err=True)
-    if as_json:
-        _emit_json(result.to_dict())
-        return
-    _print_baseline_result(result)
-
-
-def _print_baseline_result(result) -> None:
-    """The best candidates by reward, the winner's per-stage table, and where its spec went."""
-    r = result.recipe
-    click.echo(f"baseline study {result.study_name}: around {r.start}, target {r.target_mflops:g} MFLOPs, reward "
-               f"top-1 x (FLOPs / target)^{r.w:g}{' (two objectives)' if r.pareto else ''}; {len(result.trials)} "
-               f"candidates trained, {result.rejected} rejected outside the FLOPs band untrained")
-    rows = [[t.number, f"{t.reward:.4f}", f"{t.top1:.3f}", f"{t.macs / 1e6:,.1f}", f"{t.params:,}", t.stages]
-            for t in result.top()]
-    click.echo(_table(["trial", "reward", "top-1", "MFLOPs", "params", "stages"], rows))
-    if result.spec is not None:
-        click.echo(_spec_table(result.spec))
-        if result.spec_path:
-            click.echo(f"wrote {result.spec_path}")
-    click.echo(FLOPS_NOTE)
-
-
-def _numbers(option: str, text: str) -> tuple[float, ...]:
-    """'0,1,2' -> (0.0, 1.0, 2.0); anything else is one error naming the option."""
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise ScalerError(f"{option}: expected numbers separated by commas, got {text!r}") from None
-
-
-def _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, batch_size, device) -> Budget | None:
-    limits = {"macs": budget_gflops and budget_gflops * 1e9, "params": budget_params,
-              "memory_bytes": budget_memory_gb and budget_memory_gb * 1e9, "latency_ms": budget_latency_ms}
-    given = {k: v for k, v in limits.items() if v is not None}
-    return Budget(**given, batch_size=batch_size, device=device) if given else None
-
-
-def _best_line(best) -> str:
-    return f"best: {_candidate_text(best, 4)} top-1 {best.top1:.3f}"
-
-
-def _candidate_text(record, digits: int = 3) -> str:
-    """alpha=... beta=... gamma=..., and the stage rule when it is not the default."""
-    rule = "" if record.stage_scaling == "uniform" else f" ({record.stage_scaling})"
-    return f"alpha={record.alpha:g} beta={record.beta:g} gamma={record.gamma:.{digits}f}{rule}"
-
-
-def _confidence_line(confidence: dict) -> str:
-    """The seed noise and what it says about the winner, in one line."""
-    noise, ranks = confidence["noise"], confidence.get("ranks")
-    line = confidence["message"] if noise is None else (f"seed noise: top-1 std {noise['std']:.4f} ({noise['dof']} "
-                                                        f"degrees of freedom); {confidence['message']}")
-    if ranks is not None:
-        line += (f"\nrank check: Kendall's tau {ranks['kendall_tau']:.2f} between the proxy's ranking and a "
-                 f"{ranks['epochs']}-epoch one over {ranks['candidates']} candidates"
-                 + ("; WARNING: low, the short proxy does not rank candidates as a longer training does"
-                    if ranks["warning"] else ""))
-    return line
-
-
-def _trials_table(trials) -> str:
-    """One row per candidate; a candidate that rounds to an already trained network says which one it shares.
-    In a study of several stage rules each kind names its rule."""
-    several_rules = len({t.stage_scaling for t in trials}) > 1
-    rows = []
-    for t in trials:
-        time_taken = "-" if t.wall_seconds is None else _duration(t.wall_seconds)
-        if t.same_network_as is not None:
-            time_taken = f"= trial {t.same_network_as}"
-        kind = f"{t.kind} (seed +{t.repeat})" if t.repeat else f"{t.kind} ({t.epochs} epochs)" if t.epochs else t.kind
-        if several_rules:
-            kind += f" [{t.stage_scaling}]"
-        rows.append([t.number, kind, f"{t.alpha:g}", f"{t.beta:g}", f"{t.gamma:.3f}",
-                     "-" if t.resolution is None else t.resolution,
-                     "-" if t.flops_ratio is None else f"{t.flops_ratio:.2f}",
-                     "-" if t.params is None else f"{t.params:,}",
-                     f"{t.top1:.3f}" if t.top1 is not None else (t.failure or t.state.lower()), time_taken])
-    return _table(["trial", "kind", "alpha", "beta", "gamma", "px", "FLOPs ratio", "params", "top-1", "time"], rows)
+        say(f"scaler: {result.note}")
+    emit(as_json, result.to_dict(), lambda: tables.baseline_search_text(result))
 
 
 @cli.group(name="studies", invoke_without_command=True)
@@ -560,24 +381,11 @@ def studies_command(context, storage, as_json) -> None:
     """
     if context.invoked_subcommand is not None:
         return
+    from scaler.studies import list_studies
+
     summaries = list_studies(storage)
-    if as_json:
-        _emit_json([asdict(s) for s in summaries])
-        return
-    if not summaries:
-        click.echo("no studies" + (f" in {storage}" if storage else " in studies/"))
-        return
-    rows = []
-    for s in summaries:
-        if s.best is None:
-            best = "-"
-        elif s.kind == "baseline":
-            best = f"{s.best.stages} top-1 {s.best.top1:.3f} reward {s.best.reward:.4f}"
-        else:
-            best = f"{_candidate_text(s.best)} top-1 {s.best.top1:.3f}"
-        rows.append([s.name, s.kind, s.sampler, f"{s.complete}/{s.total}", s.failed, s.pruned, s.running, best,
-                     s.storage])
-    click.echo(_table(["study", "kind", "sampler", "done", "failed", "pruned", "running", "best", "storage"], rows))
+    emit(as_json, [asdict(s) for s in summaries], lambda: tables.studies_table(summaries) if summaries else
+         "no studies" + (f" in {storage}" if storage else " in studies/"))
 
 
 @studies_command.command(name="show")
@@ -589,27 +397,12 @@ def studies_show(name, storage, as_json) -> None:
 
     Example: scaler studies show quick
     """
-    url = find_study(name, storage)
-    if is_baseline_study(name, url):
-        result = baseline_report(name, url)
-        if as_json:
-            _emit_json(result.to_dict())
-        else:
-            _print_baseline_result(result)
-        return
-    result = report(name, url)
-    if as_json:
-        _emit_json(result.to_dict())
-        return
-    r = result.recipe
-    click.echo(f"study {name} ({result.storage}): {r.baseline} at width {r.proxy_width:g}, depth {r.proxy_depth:g}, "
-               f"{r.proxy_resolution} px; {r.data}, {r.epochs} epochs"
-               f"{f' (progressive, {r.progressive} stages)' if r.progressive else ''}, {r.sampler} sampler, "
-               f"{', '.join(r.stage_scaling)} stage scaling")
-    click.echo(_trials_table(result.trials))
-    if result.best is not None:
-        click.echo(_best_line(result.best))
-        click.echo(_confidence_line(result.confidence))
+    from scaler.searches.baseline import BaselineResult
+    from scaler.studies import read_study
+
+    result = read_study(name, storage)
+    emit(as_json, result.to_dict(), lambda: tables.baseline_search_text(result)
+         if isinstance(result, BaselineResult) else tables.study_text(result))
 
 
 @cli.command(name="plot")
@@ -640,65 +433,36 @@ def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, m
 
     Example: scaler plot quick -o quick.svg
     """
+    from scaler.plot import BaselinePlot, plot_rules, plot_saved_study
+
     if not family:
         if study is None:
             raise ScalerError("plot: give a STUDY, or --family")
-        url = find_study(study, storage)
-        path = check_output(output or storage_folder(url) / f"{study}.png")
-        if is_baseline_study(study, url):
-            data = plot_baseline(baseline_report(study, url), path)
-            if as_json:
-                _emit_json({"output": str(path)} | asdict(data))
-                return
-            click.echo(f"wrote {path}: {len(data.points)} candidates plotted, {len(data.pareto)} on the Pareto "
-                       f"front; {data.rejected} rejected outside the FLOPs band and {data.failed} failed not plotted")
-            return
-        data = plot_study(report(study, url), path)
-        if as_json:
-            _emit_json({"output": str(path)} | asdict(data))
-            return
-        failed = sum(t.state == "FAIL" for t in data.unscored)
-        pruned = sum(t.state == "PRUNED" for t in data.unscored)
-        click.echo(f"wrote {path}: {len(data.scored)} trials plotted, {len(data.pareto)} on the Pareto front; "
-                   f"{failed} failed and {pruned} pruned not plotted")
+        figure = plot_saved_study(study, storage, output)
+        data = figure.data
+        if isinstance(data, BaselinePlot):
+            text = (f"wrote {figure.path}: {len(data.points)} candidates plotted, {len(data.pareto)} on the Pareto "
+                    f"front; {data.rejected} rejected outside the FLOPs band and {data.failed} failed not plotted")
+        else:
+            text = (f"wrote {figure.path}: {len(data.scored)} trials plotted, {len(data.pareto)} on the Pareto front; "
+                    f"{sum(t.state == 'FAIL' for t in data.unscored)} failed and "
+                    f"{sum(t.state == 'PRUNED' for t in data.unscored)} pruned not plotted")
+        emit(as_json, {"output": str(figure.path)} | asdict(data), lambda: text)
         return
-    given = [v for v in (alpha, beta, gamma) if v is not None]
-    if given and (study or len(given) < 3):
-        raise ScalerError("plot --family: give --alpha, --beta and --gamma together, or a STUDY, not both")
-    rules = {}
-    if study:
-        url = find_study(study, storage)
-        if is_baseline_study(study, url):
-            raise ScalerError(f"plot --family: study {study!r} is a baseline search; plot the costs of its best "
-                              f"baseline with --family --baseline FILE (its spec file)")
-        result = report(study, url)
-        if result.best is None:
-            raise ScalerError(f"plot --family: study {study!r} has no scored compound candidate yet")
-        b = result.best
-        rules[f"found ({b.alpha:g}, {b.beta:g}, {b.gamma:.3f})"] = (b.alpha, b.beta, b.gamma)
-        baseline = baseline or result.recipe.baseline
-        rule = result.recipe.rule(stage_scaling or b.stage_scaling)
-        if max_resolution is not None:
-            rule = stage_rule(rule.name, max_resolution)
-    else:
-        rule = stage_rule(stage_scaling or "uniform", max_resolution)
-        if given:
-            rules[f"given ({alpha:g}, {beta:g}, {gamma:g})"] = (alpha, beta, gamma)
-    check_number("--max-phi", max_phi, 0, 12, above_low=True)
-    path = check_output(output or "family.png")
-    budget = _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, batch_size, device)
-    phis = tuple(i / 4 for i in range(int(max_phi * 4) + 1))
-    curves = plot_family(baseline or "efficientnet-b0", path, rules | DEFAULT_RULES, phis, batch_size, budget, rule)
-    if as_json:
-        _emit_json({"output": str(path), "curves": [asdict(c) for c in curves]})
-        return
-    rows = [[c.label, f"{c.alpha:g}", f"{c.beta:g}", f"{c.gamma:.3f}", f"{c.macs[-1] / 1e9:.2f} G",
-             f"{c.params[-1]:,}", "-" if c.budget_phi is None else f"{c.budget_phi:.2f}"] for c in curves]
-    click.echo(_table(["rule", "alpha", "beta", "gamma", f"FLOPs at phi {phis[-1]:g}", f"params at phi {phis[-1]:g}",
-                       "phi within budget"], rows))
-    cap = "" if rule.max_resolution is None else f", resolution capped at {rule.max_resolution} px"
-    click.echo(f"{rule.name} stage scaling{cap}; wrote {path}")
-    click.echo(FLOPS_NOTE)
+    figure = plot_rules(study, storage, output, baseline, (alpha, beta, gamma), max_phi, stage_scaling,
+                        max_resolution, batch_size,
+                        _budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms), device)
+
+    def text() -> str:
+        last, rule = figure.phis[-1], figure.stage_rule
+        rows = [[c.label, f"{c.alpha:g}", f"{c.beta:g}", f"{c.gamma:.3f}", f"{c.macs[-1] / 1e9:.2f} G",
+                 f"{c.params[-1]:,}", "-" if c.budget_phi is None else f"{c.budget_phi:.2f}"] for c in figure.curves]
+        cap = "" if rule.max_resolution is None else f", resolution capped at {rule.max_resolution} px"
+        return "\n".join([tables.table(["rule", "alpha", "beta", "gamma", f"FLOPs at phi {last:g}",
+                                        f"params at phi {last:g}", "phi within budget"], rows),
+                          f"{rule.name} stage scaling{cap}; wrote {figure.path}", tables.FLOPS_NOTE])
+
+    emit(as_json, {"output": str(figure.path), "curves": [asdict(c) for c in figure.curves]}, text)
 
 
 @cli.command(name="report")
@@ -714,51 +478,25 @@ def report_command(study, storage, output, budget_gflops, budget_params, budget_
 
     Example: scaler report quick --budget-gflops 4
     """
-    url = find_study(study, storage)
-    result = report(study, url)
-    recipe = result.recipe
-    budget = _budget(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms,
-                     batch_size or recipe.batch_size, device)
-    folder = Path(output) if output else storage_folder(url) / f"{study}-report"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ScalerError(f"output: cannot make {folder}: {error.strerror}") from None
-    if budget is not None:
-        result = report(study, url, budget)  # read again with the fit of phi to the budget
-    figures = {"Top-1 against FLOPs": folder / "study.png"}
-    plot_study(result, figures["Top-1 against FLOPs"])
-    if result.best is not None:
-        b = result.best
-        figures["Costs against phi"] = folder / "family.png"
-        plot_family(recipe.baseline, figures["Costs against phi"],
-                    {f"found ({b.alpha:g}, {b.beta:g}, {b.gamma:.3f})": (b.alpha, b.beta, b.gamma)} | DEFAULT_RULES,
-                    batch_size=batch_size or recipe.batch_size, budget=budget,
-                    stage_rule=recipe.rule(b.stage_scaling))
-    click.echo(f"wrote {write_report(result, folder, figures)}")
+    from scaler.report import report_study
+
+    path = report_study(study, storage, output,
+                        _budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms),
+                        batch_size, device)
+    click.echo(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: every user error is one line on stderr and exit status 2, never a traceback."""
+    """Entry point: every user error is one line on stderr and exit status 2, never a traceback; a training or a
+    storage that fails is one line and exit status 1; Ctrl-C is exit status 130."""
     try:
         cli.main(args=argv, prog_name="scaler", standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("scaler: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as error:
         click.echo(f"scaler: error: {error.format_message()}", err=True)
         sys.exit(2)
     except ScalerError as error:
-        click.echo(f"scaler: error: {error}", err=True)
-        sys.exit(2)
-    except TrainingError as error:
-        click.echo(f"scaler: training failed: {error.reason}", err=True)
-        sys.exit(1)
-    except WorkerFailed as error:
-        click.echo(f"scaler: {error}", err=True)
-        sys.exit(1)
-    except (StorageFailed, optuna.exceptions.StorageInternalError) as error:  # the database went away mid-study
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
-        click.echo(f"scaler: storage failed: {first}; what finished is kept: run the same command to go on",
-                   err=True)
-        sys.exit(1)
+        click.echo(f"scaler: {error.line()}", err=True)
+        sys.exit(error.exit_status)

@@ -1,5 +1,6 @@
-"""The one exception family a user can cause, and the checks that raise it. The CLI turns a ScalerError into
-one line on stderr and exit status 2."""
+"""Every exception scaler raises on purpose, in one family under ScalerError, and the checks that raise the
+commonest one. A ScalerError itself is bad input (a wrong option, a malformed spec, an impossible request); its
+subclasses say what else went wrong. The CLI prints any of them as one line and exits with `exit_status`."""
 
 from __future__ import annotations
 
@@ -8,12 +9,63 @@ import os
 from pathlib import Path
 
 
-class ScalerError(ValueError):
-    """Bad input from the user: a wrong option, a malformed spec, an impossible request."""
+class ScalerError(Exception):
+    """Bad input from the user: a wrong option, a malformed spec, an impossible request (exit status 2)."""
+
+    exit_status = 2
+    label = "error"
+
+    def line(self) -> str:
+        """The one line the CLI prints."""
+        return f"{self.label}: {self}"
 
 
 class SpecError(ScalerError):
     """A spec that cannot describe a network; the message starts with the offending field."""
+
+
+class TrainingError(ScalerError):
+    """A training that could not finish; `reason` says why in one line."""
+
+    exit_status = 1
+    label = "training failed"
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class OutOfMemory(TrainingError):
+    """The device ran out of memory (the candidate, at this batch size, does not fit)."""
+
+
+class NonFiniteLoss(TrainingError):
+    """The loss became NaN or infinite (the candidate diverged)."""
+
+
+class TrainingFailed(TrainingError):
+    """Any other error inside a training."""
+
+
+class StorageFailed(ScalerError):
+    """The study's storage stopped answering mid-study for longer than a worker waits; what finished is kept."""
+
+    exit_status = 1
+    label = "storage failed"
+
+    def line(self) -> str:
+        first = str(self).strip().splitlines()[0] if str(self).strip() else "no answer"
+        return f"{self.label}: {first}; what finished is kept: run the same command to go on"
+
+
+class WorkerFailed(ScalerError):
+    """A worker process of a search ended with an error; the study keeps what was done."""
+
+    exit_status = 1
+    label = "worker failed"
+
+    def line(self) -> str:
+        return str(self)
 
 
 def check_int(name: str, value, minimum: int = 1, error: type[ScalerError] = ScalerError) -> int:
@@ -42,6 +94,14 @@ def check_choice(name: str, value, choices, error: type[ScalerError] = ScalerErr
     if value not in choices:
         raise error(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def check_progressive(stages) -> int:
+    """0 (off) or K >= 2 stages of progressive learning (scaler.training)."""
+    check_int("progressive", stages, 0)
+    if stages == 1:
+        raise ScalerError("progressive: expected 0 (off) or at least 2 stages, got 1")
+    return stages
 
 
 def read_text(path: Path, label: str, error: type[ScalerError] = ScalerError) -> str:

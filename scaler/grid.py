@@ -15,7 +15,7 @@ import math
 from dataclasses import asdict, dataclass
 
 from scaler.errors import ScalerError, check_number
-from scaler.estimate import estimate
+from scaler.estimator import estimate
 from scaler.scaling import compound, stage_rule
 from scaler.spec import Spec
 

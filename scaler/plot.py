@@ -14,13 +14,15 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from scaler.baseline_search import BAND, BaselineResult
 from scaler.baselines import resolve_spec
-from scaler.budget import Budget, fit_phi
-from scaler.errors import ScalerError, check_output_file
-from scaler.estimate import estimate
-from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, UNIFORM, StageRule, compound
-from scaler.search import SearchResult, TrialRecord
+from scaler.budget import Budget, budget_from_units, fit_phi
+from scaler.errors import ScalerError, check_number, check_output_file
+from scaler.estimator import estimate
+from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, UNIFORM, StageRule, compound, stage_rule
+from scaler.searches.baseline import BAND, BaselineResult
+from scaler.searches.compound import SearchResult, TrialRecord
+from scaler.studies import read_study
+from scaler.study.storage import find_study, storage_folder
 
 FORMATS = (".png", ".svg", ".pdf")
 FLOPS_AXIS = "FLOPs per image (multiply-adds, millions)"
@@ -92,7 +94,7 @@ def study_plot_data(result: SearchResult) -> StudyPlot:
     rule = result.best.stage_scaling if result.best is not None else result.recipe.stage_scaling[0]
     landscape = tuple((t.alpha, t.beta, t.gamma, t.top1) for t in scored
                       if t.kind == "compound" and t.stage_scaling == rule)
-    noise = (result.confidence or {}).get("noise")
+    noise = None if result.verdict is None else result.verdict.noise
     curves = []
     if any(t.kind == "family" for t in scored):
         start = [(0.0, t.macs, t.top1) for t in scored if t.kind == "baseline"]
@@ -105,7 +107,7 @@ def study_plot_data(result: SearchResult) -> StudyPlot:
         pareto=pareto_front([(t.number, t.macs, t.top1) for t in scored]),
         chosen=None if result.best is None else result.best.number, landscape=landscape,
         unscored=tuple(t for t in result.trials if t.top1 is None), curves=tuple(curves),
-        noise_std=noise["std"] if noise else None, landscape_rule=rule,
+        noise_std=None if noise is None else noise.std, landscape_rule=rule,
     )
 
 
@@ -333,3 +335,73 @@ def plot_baseline(result: BaselineResult, path: str | Path) -> BaselinePlot:
     data = baseline_plot_data(result)
     _save(draw_baseline(data), path)
     return data
+
+
+@dataclass(frozen=True)
+class StudyFigure:
+    """A study's figure as written: where, and what it shows (a StudyPlot, or a BaselinePlot for a baseline
+    search)."""
+
+    path: Path
+    data: StudyPlot | BaselinePlot
+
+
+def plot_saved_study(study_name: str, storage: str | None = None, output: str | Path | None = None) -> StudyFigure:
+    """The figure of a study of either kind, written to `output` (default: STUDY.png beside its storage)."""
+    url = find_study(study_name, storage)
+    path = check_output(output or storage_folder(url) / f"{study_name}.png")
+    result = read_study(study_name, url)
+    data = plot_baseline(result, path) if isinstance(result, BaselineResult) else plot_study(result, path)
+    return StudyFigure(path, data)
+
+
+@dataclass(frozen=True)
+class FamilyFigure:
+    """The family figure as written: its curves, the stage rule they follow and the phis they span."""
+
+    path: Path
+    curves: tuple[FamilyCurve, ...]
+    stage_rule: StageRule
+    phis: tuple[float, ...]
+
+
+def found_rule(result: SearchResult) -> dict[str, tuple[float, float, float]]:
+    """A study's winning coefficients, named as the family figure's legend names them."""
+    b = result.best
+    return {f"found ({b.alpha:g}, {b.beta:g}, {b.gamma:.3f})": (b.alpha, b.beta, b.gamma)}
+
+
+def plot_rules(study_name: str | None = None, storage: str | None = None, output: str | Path | None = None,
+               baseline: str | None = None, coefficients: tuple[float | None, float | None, float | None] = (None,) * 3,
+               max_phi: float = 6.0, stage_scaling: str | None = None, max_resolution: int | None = None,
+               batch_size: int = 1, budget_limits: dict | None = None, device: str = "auto") -> FamilyFigure:
+    """Costs against phi (`scaler plot --family`) for a study's found coefficients or the `coefficients` given,
+    the paper's and each single-dimension rule; `budget_limits` (user units, scaler.budget.budget_from_units)
+    mark where each rule meets the budget."""
+    given = [v for v in coefficients if v is not None]
+    if given and (study_name or len(given) < 3):
+        raise ScalerError("plot --family: give --alpha, --beta and --gamma together, or a STUDY, not both")
+    rules = {}
+    if study_name:
+        result = read_study(study_name, storage)
+        if isinstance(result, BaselineResult):
+            raise ScalerError(f"plot --family: study {study_name!r} is a baseline search; plot the costs of its best "
+                              f"baseline with --family --baseline FILE (its spec file)")
+        if result.best is None:
+            raise ScalerError(f"plot --family: study {study_name!r} has no scored compound candidate yet")
+        rules = found_rule(result)
+        baseline = baseline or result.recipe.baseline
+        rule = result.recipe.rule(stage_scaling or result.best.stage_scaling)
+        if max_resolution is not None:
+            rule = stage_rule(rule.name, max_resolution)
+    else:
+        rule = stage_rule(stage_scaling or "uniform", max_resolution)
+        if given:
+            alpha, beta, gamma = coefficients
+            rules[f"given ({alpha:g}, {beta:g}, {gamma:g})"] = (alpha, beta, gamma)
+    check_number("--max-phi", max_phi, 0, 12, above_low=True)
+    path = check_output(output or "family.png")
+    budget = budget_from_units(**(budget_limits or {}), batch_size=batch_size, device=device)
+    phis = tuple(i / 4 for i in range(int(max_phi * 4) + 1))
+    curves = plot_family(baseline or "efficientnet-b0", path, rules | DEFAULT_RULES, phis, batch_size, budget, rule)
+    return FamilyFigure(path, curves, rule, phis)

@@ -3,37 +3,16 @@ final network's per-stage table, with the figures written as files beside it."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from scaler.baselines import resolve_spec
+from scaler.budget import budget_from_units
 from scaler.errors import ScalerError
-from scaler.estimate import estimate
+from scaler.plot import DEFAULT_RULES, found_rule, plot_family, plot_study
 from scaler.scaling import compound
-from scaler.search import SearchResult
-from scaler.spec import Spec
-
-STAGE_HEADER = ["part", "block", "repeats", "channels", "stride", "kernel", "expansion", "se", "output"]
-
-
-def stage_table(spec: Spec) -> tuple[list[str], list[list]]:
-    """(header, rows) of a network's parts: stem, each stage, head, with each part's output shape."""
-    e = estimate(spec)
-    stem = {"resnet": "conv+maxpool", "convnext": "patchify"}.get(spec.family, "conv")
-    rows = [["stem", stem, 1, spec.stem.channels, spec.stem.stride, spec.stem.kernel, "-", "-",
-             "x".join(map(str, e.parts[0].output_shape[1:]))]]
-    for i, (stage, part) in enumerate(zip(spec.stages, e.parts[1:-1])):
-        rows.append([f"stage {i + 1}", stage.block, stage.repeats, stage.channels, stage.stride, stage.kernel,
-                     f"{stage.expansion:g}", f"{stage.se_ratio:g}", "x".join(map(str, part.output_shape[1:]))])
-    if spec.head.channels:
-        rows.append(["head", "conv 1x1", 1, spec.head.channels, 1, 1, "-", "-", rows[-1][-1]])
-    return STAGE_HEADER, rows
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+from scaler.searches.compound import SearchResult, read_search
+from scaler.study.storage import find_study, storage_folder
+from scaler.tables import markdown_table, stage_table
 
 
 def trial_rows(result: SearchResult) -> tuple[list[str], list[list]]:
@@ -55,7 +34,7 @@ def write_report(result: SearchResult, folder: str | Path, figures: dict[str, Pa
     """Write `folder`/report.md for the study; `figures` (caption -> file in `folder`) are linked from it."""
     folder = Path(folder)
     r = result.recipe
-    settings = [[name, f"`{value}`"] for name, value in asdict(r).items()]
+    settings = [[name, f"`{value}`"] for name, value in r.to_dict().items()]
     compound_trials = [t for t in result.trials if t.kind == "compound"]
     done = sum(t.state == "COMPLETE" for t in result.trials)
     parts = [
@@ -70,55 +49,89 @@ def write_report(result: SearchResult, folder: str | Path, figures: dict[str, Pa
                                                           f", {r.trials} TPE proposals") +
          f"; gamma from alpha·beta²·gamma² = 2, kept where gamma >= 1: {len(compound_trials)} compound candidates, "
          f"plus the baseline and depth-, width- and resolution-only references at the same nominal FLOPs. Every "
-         f"candidate scales `{r.baseline}` shrunk to width {r.proxy_width:g}, depth {r.proxy_depth:g} and "
-         f"{r.proxy_resolution} px, trained {r.epochs} epochs"
-         f"{f' (progressive learning in {r.progressive} stages)' if r.progressive else ''} on {r.train_size:,} "
-         f"images of `{r.data}`. Stage "
+         f"candidate scales `{r.baseline}` shrunk to width {r.proxy.width:g}, depth {r.proxy.depth:g} and "
+         f"{r.proxy.resolution} px, trained {r.proxy.epochs} epochs"
+         f"{f' (progressive learning in {r.proxy.progressive} stages)' if r.proxy.progressive else ''} on "
+         f"{r.proxy.train_size:,} images of `{r.proxy.data}`. Stage "
          f"scaling: {', '.join(r.stage_scaling)} (docs/STAGE_SCALING.md)."),
     ]
     for caption, path in figures.items():
         parts += [f"## {caption}", f"![{caption}]({path.name})"]
     parts += ["## Trials", markdown_table(*trial_rows(result))]
-    best = result.best
-    if best is None:
-        parts += ["## Winner", "No compound candidate has been scored yet."]
-    else:
-        references = {t.kind if t.stage_scaling == r.stage_scaling[0] else f"{t.kind} [{t.stage_scaling}]": t
-                      for t in result.trials if t.kind in ("baseline", "depth", "width", "resolution")
-                      and t.phi == 1.0 and t.repeat == 0 and t.epochs == 0 and t.top1 is not None}
-        lines = [f"alpha = {best.alpha:g}, beta = {best.beta:g}, gamma = {best.gamma:.4f}, {best.stage_scaling} stage "
-                 f"scaling (trial {best.number}): top-1 {best.top1:.4f} at {best.flops_ratio:.2f}x the proxy's FLOPs."]
-        lines += [f"- {kind}: top-1 {t.top1:.4f} at {t.flops_ratio:.2f}x ({best.top1 - t.top1:+.4f} for the winner)"
-                  for kind, t in references.items()]
-        confidence = result.confidence
-        if confidence["noise"] is not None:
-            lines.append(f"\nSeed noise: top-1 standard deviation {confidence['noise']['std']:.4f} "
-                         f"({confidence['noise']['dof']} degrees of freedom). Test: {confidence['test']}.")
-        lines.append(f"\n{confidence['message'][0].upper()}{confidence['message'][1:]}.")
-        ranks = confidence.get("ranks")
-        if ranks is not None:
-            lines.append(f"\nRank check: Kendall's tau {ranks['kendall_tau']:.2f} between the proxy's ranking and a "
-                         f"{ranks['epochs']}-epoch training of the best {ranks['candidates']} candidates"
-                         + (" (low: the short proxy does not rank them as a longer training does)."
-                            if ranks["warning"] else "."))
-        parts += ["## Winner", "\n".join(lines)]
-    fit = result.fit
-    if fit is not None:
-        parts += ["## Budget fit",
-                  f"phi = {fit.phi:.2f}: {fit.params:,} params, {fit.macs:,} FLOPs (MACs), {fit.spec.resolution} px, "
-                  f"peak training memory {fit.memory_bytes / 2**20:,.1f} MiB at batch {r.batch_size}"
-                  + (f", latency {fit.latency_ms:.2f} ms" if fit.latency_ms is not None else "")
-                  + f"; limited by {', '.join(fit.binding) or '-'}.",
-                  "## Final network", markdown_table(*stage_table(fit.spec))]
-    elif best is not None:
-        spec = compound(resolve_spec(r.baseline), best.alpha, best.beta, best.gamma, 1.0,
-                        rule=r.rule(best.stage_scaling))
-        parts += ["## Budget fit", "No budget given (`--budget-gflops`, `--budget-params`, `--budget-memory-gb` or "
-                  "`--budget-latency-ms`): the table shows the full-size baseline scaled by the winner at phi = 1.",
-                  "## Final network", markdown_table(*stage_table(spec))]
+    parts += _winner_section(result) + _budget_section(result)
     path = folder / "report.md"
     try:
         path.write_text("\n\n".join(parts) + "\n")
     except OSError as error:
         raise ScalerError(f"output: cannot write {path}: {error.strerror}") from None
     return path
+
+
+def _winner_section(result: SearchResult) -> list[str]:
+    """The winner against each single-dimension reference, the seed noise and the verdict, the rank check."""
+    r, best = result.recipe, result.best
+    if best is None:
+        return ["## Winner", "No compound candidate has been scored yet."]
+    references = {t.kind if t.stage_scaling == r.stage_scaling[0] else f"{t.kind} [{t.stage_scaling}]": t
+                  for t in result.trials if t.kind in ("baseline", "depth", "width", "resolution")
+                  and t.phi == 1.0 and t.repeat == 0 and t.epochs == 0 and t.top1 is not None}
+    lines = [f"alpha = {best.alpha:g}, beta = {best.beta:g}, gamma = {best.gamma:.4f}, {best.stage_scaling} stage "
+             f"scaling (trial {best.number}): top-1 {best.top1:.4f} at {best.flops_ratio:.2f}x the proxy's FLOPs."]
+    lines += [f"- {kind}: top-1 {t.top1:.4f} at {t.flops_ratio:.2f}x ({best.top1 - t.top1:+.4f} for the winner)"
+              for kind, t in references.items()]
+    verdict = result.verdict
+    if verdict.noise is not None:
+        lines.append(f"\nSeed noise: top-1 standard deviation {verdict.noise.std:.4f} "
+                     f"({verdict.noise.dof} degrees of freedom). Test: {verdict.test}.")
+    lines.append(f"\n{verdict.message[0].upper()}{verdict.message[1:]}.")
+    ranks = verdict.ranks
+    if ranks is not None:
+        lines.append(f"\nRank check: Kendall's tau {ranks.kendall_tau:.2f} between the proxy's ranking and a "
+                     f"{ranks.epochs}-epoch training of the best {ranks.candidates} candidates"
+                     + (" (low: the short proxy does not rank them as a longer training does)."
+                        if ranks.warning else "."))
+    return ["## Winner", "\n".join(lines)]
+
+
+def _budget_section(result: SearchResult) -> list[str]:
+    """The fit of phi to the budget and the final network; without a budget, the winner at phi = 1."""
+    r, best, fit = result.recipe, result.best, result.fit
+    if fit is not None:
+        return ["## Budget fit",
+                f"phi = {fit.phi:.2f}: {fit.params:,} params, {fit.macs:,} FLOPs (MACs), {fit.spec.resolution} px, "
+                f"peak training memory {fit.memory_bytes / 2**20:,.1f} MiB at batch {r.proxy.batch_size}"
+                + (f", latency {fit.latency_ms:.2f} ms" if fit.latency_ms is not None else "")
+                + f"; limited by {', '.join(fit.binding) or '-'}.",
+                "## Final network", markdown_table(*stage_table(fit.spec))]
+    if best is None:
+        return []
+    spec = compound(resolve_spec(r.baseline), best.alpha, best.beta, best.gamma, 1.0, rule=r.rule(best.stage_scaling))
+    return ["## Budget fit", "No budget given (`--budget-gflops`, `--budget-params`, `--budget-memory-gb` or "
+            "`--budget-latency-ms`): the table shows the full-size baseline scaled by the winner at phi = 1.",
+            "## Final network", markdown_table(*stage_table(spec))]
+
+
+def report_study(study_name: str, storage: str | None = None, output: str | Path | None = None,
+                 budget_limits: dict | None = None, batch_size: int | None = None, device: str = "auto") -> Path:
+    """Write a study's Markdown report and its figures into `output` (default: STUDY-report beside its storage):
+    the study figure, and the costs against phi of the found family; with `budget_limits` (user units), the fit
+    of phi to them. Returns the report's path."""
+    url = find_study(study_name, storage)
+    result = read_search(study_name, url)
+    recipe = result.recipe
+    batch_size = batch_size or recipe.proxy.batch_size
+    budget = budget_from_units(**(budget_limits or {}), batch_size=batch_size, device=device)
+    folder = Path(output) if output else storage_folder(url) / f"{study_name}-report"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ScalerError(f"output: cannot make {folder}: {error.strerror}") from None
+    if budget is not None:
+        result = read_search(study_name, url, budget)  # read again with the fit of phi to the budget
+    figures = {"Top-1 against FLOPs": folder / "study.png"}
+    plot_study(result, figures["Top-1 against FLOPs"])
+    if result.best is not None:
+        figures["Costs against phi"] = folder / "family.png"
+        plot_family(recipe.baseline, figures["Costs against phi"], found_rule(result) | DEFAULT_RULES,
+                    batch_size=batch_size, budget=budget, stage_rule=recipe.rule(result.best.stage_scaling))
+    return write_report(result, folder, figures)

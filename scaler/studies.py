@@ -1,4 +1,5 @@
-"""Every study in a storage at a glance: compound searches and baseline searches alike, with progress and best."""
+"""Every study in a storage at a glance, and any one study read back by its kind: compound searches and baseline
+searches alike. Reading writes nothing."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from dataclasses import dataclass
 
 import optuna
 
-from scaler.baseline_search import BaselineTrial, baseline_records, best_candidate
 from scaler.errors import ScalerError
-from scaler.search import TrialRecord, records, stored_recipe, study_total
-from scaler.storage import local_storages, open_storage
+from scaler.searches.baseline import (BaselineResult, BaselineTrial, baseline_records, best_candidate,
+                                      read_baseline_search)
+from scaler.searches.compound import SearchResult, TrialRecord, read_search, records, stored_recipe, study_total
+from scaler.study.storage import find_study, load_study, local_storages, open_storage, storage_failures, study_kind
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ class StudySummary:
 
 def summarise(study: optuna.Study, url: str) -> StudySummary:
     """One study's progress and best candidate."""
-    if study.user_attrs.get("kind") == "baseline":
+    if study_kind(study) == "baseline":
         trials = baseline_records(study)
         states = [t.state for t in trials]
         return StudySummary(study.study_name, url, "baseline", "tpe", study.user_attrs.get("trials", len(trials)),
@@ -49,8 +51,18 @@ def summarise(study: optuna.Study, url: str) -> StudySummary:
 def list_studies(storage: str | None = None) -> list[StudySummary]:
     """Every study in `storage`, or in every storage under studies/ when none is given: progress and best."""
     summaries = []
-    for url in [storage] if storage else local_storages():
-        opened = open_storage(url)
-        for name in sorted(optuna.get_all_study_names(opened)):
-            summaries.append(summarise(optuna.load_study(study_name=name, storage=opened), url))
+    with storage_failures():
+        for url in [storage] if storage else local_storages():
+            opened = open_storage(url)
+            for name in sorted(optuna.get_all_study_names(opened)):
+                summaries.append(summarise(optuna.load_study(study_name=name, storage=opened), url))
     return summaries
+
+
+def read_study(study_name: str, storage: str | None = None) -> SearchResult | BaselineResult:
+    """A study read back as its kind's result, found in `storage` or under studies/."""
+    url = find_study(study_name, storage)
+    with storage_failures():
+        kind = study_kind(load_study(study_name, url))
+    return read_baseline_search(study_name, url) if kind == "baseline" else read_search(study_name, url)
+

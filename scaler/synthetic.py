@@ -44,6 +44,7 @@ generator seeded from (seed, c). So the same seed and index always give the same
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
@@ -112,11 +113,34 @@ def _composite(under: torch.Tensor, alpha: torch.Tensor, colour: torch.Tensor, t
     return under.mul_(1 - total.clamp(max=1)).add_(paint.div_(total.clamp_(min=1)))
 
 
-def _render_chunk(chunk: int, seed: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One balanced chunk of CHUNK images at `size` as float (B, 3, S, S) in [0, 1], and their labels."""
+@dataclass(frozen=True)
+class _Scene:
+    """Every random draw of one chunk: what is where, in image units, independent of the rendered size."""
+
+    labels: torch.Tensor
+    plain: torch.Tensor
+    present: torch.Tensor
+    cx: torch.Tensor
+    cy: torch.Tensor
+    radius: torch.Tensor
+    background: torch.Tensor
+    shading: torch.Tensor
+    object_mean: torch.Tensor
+    object_delta: torch.Tensor
+    period: torch.Tensor
+    phase: torch.Tensor
+    kind: torch.Tensor
+    clutter_on: torch.Tensor
+    clutter_xy: torch.Tensor
+    clutter_radius: torch.Tensor
+    clutter_colour: torch.Tensor
+    noise_seed: int
+
+
+def _draw_chunk(chunk: int, seed: int) -> _Scene:
+    """Every random draw of chunk `chunk` first, in a fixed order, none of it depending on the size."""
     g = _chunk_generator(seed, chunk)
     b, n = CHUNK, _OBJECTS
-    # ---- every random draw first, in a fixed order, none of it depending on `size` ----
     labels = (torch.arange(b) % NUM_CLASSES)[torch.randperm(b, generator=g)]
     relation = labels % len(RELATIONS)                        # 0: disc above all squares, 1: below all
     count = torch.tensor(COUNTS)[(labels // len(RELATIONS)) % len(COUNTS)]
@@ -151,40 +175,46 @@ def _render_chunk(chunk: int, seed: int, size: int) -> tuple[torch.Tensor, torch
     clutter_colour = (background[:, None, :] + _unit(g, (b, CLUTTER, 3)) * _uniform(g, (b, CLUTTER, 1), 0.25, 0.55))
     clutter_colour = clutter_colour.clamp_(0.05, 0.95)
     noise_seed = int(torch.randint(0, 2**62, (1,), generator=g))
+    return _Scene(labels, plain, present, cx, cy, radius, background, shading, object_mean, object_delta, period,
+                  phase, kind, clutter_on, clutter_xy, clutter_radius, clutter_colour, noise_seed)
 
+
+def _render_chunk(chunk: int, seed: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One balanced chunk of CHUNK images at `size` as float (B, 3, S, S) in [0, 1], and their labels."""
+    d = _draw_chunk(chunk, seed)
     # ---- rendering, in image units: pixel centres at (i + 0.5) / size ----
     s = size
     coords = (torch.arange(s, dtype=torch.float32) + 0.5) / s
     # Smooth shading: a random 4 x 4 cosine series, evaluated as two small matrix products.
     basis = torch.cos(math.pi * torch.arange(4, dtype=torch.float32)[:, None] * coords[None, :])  # (4, S)
-    image = background[:, :, None, None] + torch.einsum("iy,bcij,jx->bcyx", basis, shading, basis)
+    image = d.background[:, :, None, None] + torch.einsum("iy,bcij,jx->bcyx", basis, d.shading, basis)
 
     def disc(x, y, r):  # (B, K) centres and radii -> (B, K, S, S) coverage
         dx = (coords - x[..., None]).square_()
         dy = (coords - y[..., None]).square_()
         return _edge(r[..., None, None] - (dy[..., :, None] + dx[..., None, :]).sqrt_(), s)
 
-    clutter = disc(clutter_xy[..., 0], clutter_xy[..., 1], clutter_radius) * clutter_on[..., None, None]
-    image = _composite(image, clutter, clutter_colour)
+    clutter = disc(d.clutter_xy[..., 0], d.clutter_xy[..., 1], d.clutter_radius) * d.clutter_on[..., None, None]
+    image = _composite(image, clutter, d.clutter_colour)
 
-    half = radius[:, 1:] * _SQUARE_HALF
-    mx = _edge(half[..., None] - (coords - cx[:, 1:, None]).abs_(), s)
-    my = _edge(half[..., None] - (coords - cy[:, 1:, None]).abs_(), s)
-    squares = my[..., :, None] * mx[..., None, :] * present[:, 1:, None, None]
-    alpha = torch.cat([disc(cx[:, :1], cy[:, :1], radius[:, :1]), squares], dim=1)   # (B, n, S, S)
+    half = d.radius[:, 1:] * _SQUARE_HALF
+    mx = _edge(half[..., None] - (coords - d.cx[:, 1:, None]).abs_(), s)
+    my = _edge(half[..., None] - (coords - d.cy[:, 1:, None]).abs_(), s)
+    squares = my[..., :, None] * mx[..., None, :] * d.present[:, 1:, None, None]
+    alpha = torch.cat([disc(d.cx[:, :1], d.cy[:, :1], d.radius[:, :1]), squares], dim=1)   # (B, n, S, S)
 
     # Gratings: t = gy * (a + c * gx) + v * gx covers stripes along y (a = 1), along x (v = 1) and dots (c = 1.6,
     # which brings the product's energy near a stripe's); plain objects get t = 0, the gratings' mean colour.
-    omega = (2 * math.pi / period)[..., None]
-    gx = torch.cos(coords * omega + phase[..., 0:1])[..., None, :]    # (B, n, 1, S)
-    gy = torch.cos(coords * omega + phase[..., 1:2])[..., :, None]    # (B, n, S, 1)
-    on = (~plain).float()[:, None, None, None]
-    a, v, c = ((kind == i).float()[:, None, None, None] * on for i in range(3))
+    omega = (2 * math.pi / d.period)[..., None]
+    gx = torch.cos(coords * omega + d.phase[..., 0:1])[..., None, :]    # (B, n, 1, S)
+    gy = torch.cos(coords * omega + d.phase[..., 1:2])[..., :, None]    # (B, n, S, 1)
+    on = (~d.plain).float()[:, None, None, None]
+    a, v, c = ((d.kind == i).float()[:, None, None, None] * on for i in range(3))
     texture = gy * (a + 1.6 * c * gx) + v * gx                          # (B, n, S, S)
-    image = _composite(image, alpha, object_mean, texture, object_delta)
+    image = _composite(image, alpha, d.object_mean, texture, d.object_delta)
 
-    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(noise_seed))
-    return image.add_(noise, alpha=NOISE).clamp_(0, 1), labels
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(d.noise_seed))
+    return image.add_(noise, alpha=NOISE).clamp_(0, 1), d.labels
 
 
 def generate(start: int, count: int, seed: int = 0, size: int = NATIVE_RESOLUTION) -> tuple[torch.Tensor, torch.Tensor]:

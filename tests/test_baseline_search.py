@@ -7,24 +7,27 @@ from dataclasses import replace
 import optuna
 import pytest
 
-import scaler.search as module  # where the proxy training is called from, for both searches
-from scaler.baseline_search import (BAND, MNAS_W, QUICK_BASELINE, BaselineRecipe, StageChoice, baseline_report,
-                                    baseline_search, candidate_spec, reward, space_span, start_spec)
+import scaler.study.engine as module  # where the proxy training is called from, for both searches
+from scaler.searches.baseline import baseline_search
+from scaler.searches.baseline import read_baseline_search as baseline_report
+from scaler.searches.baseline_recipe import (BAND, MNAS_W, QUICK_BASELINE, BaselineRecipe, StageChoice, candidate_spec,
+                                             reward, space_span, start_spec)
 from scaler.baselines import get_baseline
 from scaler.build import build_model
 from scaler.errors import ScalerError
-from scaler.estimate import estimate
+from scaler.estimator import estimate
 from scaler.plot import baseline_plot_data, pareto_front, plot_baseline
 from scaler.budget import Budget, fit_phi
-from scaler.search import QUICK, search
+from scaler.searches.compound import search
+from scaler.searches.compound_recipe import QUICK, recipe_from_dict
 from scaler.spec import load_spec
-from scaler.storage import open_storage
-from scaler.train import OutOfMemory
+from scaler.study.storage import open_storage
+from scaler.errors import OutOfMemory
 from test_train import run_cli
 
 B0 = get_baseline("efficientnet-b0")
 # One epoch of the quick proxy on a few images: for the machinery only.
-TINY = replace(QUICK_BASELINE, trials=3, proxy=replace(QUICK, epochs=1, train_size=128, val_size=64))
+TINY = replace(QUICK_BASELINE, trials=3, proxy=replace(QUICK_BASELINE.proxy, epochs=1, train_size=128, val_size=64))
 
 
 def storage_in(tmp_path):
@@ -120,9 +123,9 @@ def test_the_best_is_written_as_a_spec_other_commands_take(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(capsys, "scale", "--baseline", result.spec_path, "--phi", "1", "--json")
     assert code == 0 and json.loads(out)["baseline"]["macs"] == estimate(spec).macs, err
-    found = search(replace(QUICK, epochs=1, train_size=128, val_size=64, alpha_range=(1.1, 1.2),
-                           beta_range=(1.05, 1.05), baseline=result.spec_path), Budget(macs=2e9), "s",
-                   f"sqlite:///{tmp_path}/s.db", device="cpu")
+    found = search(recipe_from_dict({"epochs": 1, "train_size": 128, "val_size": 64, "alpha_range": (1.1, 1.2),
+                                     "beta_range": (1.05, 1.05), "baseline": result.spec_path}, QUICK),
+                   Budget(macs=2e9), "s", f"sqlite:///{tmp_path}/s.db", device="cpu")
     assert found.trials[0].params == estimate(TINY.proxy.shrink(spec)).params  # the baseline trial: the found one
     assert found.fit.spec == fit_phi(spec, Budget(macs=2e9), found.best.alpha, found.best.beta, found.best.gamma).spec
     assert [t.number for t in result.top(2)] == [t.number for t in sorted(result.trials, key=lambda t: -t.reward)][:2]

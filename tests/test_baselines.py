@@ -13,7 +13,7 @@ from torch import nn
 from scaler.baselines import baseline_names, get_baseline, resolve_spec
 from scaler.build import build_model
 from scaler.errors import ScalerError
-from scaler.estimate import estimate
+from scaler.estimator import estimate
 from scaler.scaling import compound, scale
 from scaler.spec import save_spec
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import scaler.budget as budget_module
+import scaler.measurement as measurement_module
 from scaler.baselines import get_baseline
 from scaler.budget import (
     LIMITS,
@@ -22,10 +22,10 @@ from scaler.budget import (
     fit_phi,
     fits,
     floor_phi,
-    measure_latency_ms,
 )
 from scaler.errors import ScalerError
-from scaler.estimate import estimate
+from scaler.estimator import estimate
+from scaler.measurement import measure_latency_ms
 from scaler.scaling import compound
 from scaler.spec import Head, Spec, Stage, Stem
 
@@ -147,7 +147,7 @@ def test_latency_fit_on_a_tiny_network():
 
 
 def test_latency_boundary_is_exact_with_a_deterministic_clock(monkeypatch):
-    monkeypatch.setattr(budget_module, "measure_latency_ms", lambda spec, *args: estimate(spec).macs / 1e6)
+    monkeypatch.setattr(measurement_module, "measure_latency_ms", lambda spec, *args: estimate(spec).macs / 1e6)
     limit = _cost("macs", 1.5) / 1e6
     fit = fit_phi(B0, Budget(latency_ms=limit, device="cpu"))
     assert fit.phi == _brute_force("macs", _cost("macs", 1.5)) and fit.binding == ("latency_ms",)
@@ -164,7 +164,7 @@ def test_noisy_latency_still_returns_a_phi_measured_to_fit(monkeypatch):
         measured[spec.name] = estimate(spec).macs / 1e6 * rng.uniform(0.7, 1.3)
         return measured[spec.name]
 
-    monkeypatch.setattr(budget_module, "measure_latency_ms", noisy)
+    monkeypatch.setattr(measurement_module, "measure_latency_ms", noisy)
     limit = _cost("macs", 2.0) / 1e6
     fit = fit_phi(B0, Budget(latency_ms=limit, device="cpu"))
     assert fit.latency_ms == measured[fit.spec.name] <= limit

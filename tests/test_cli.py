@@ -17,7 +17,7 @@ import scaler
 from scaler.baselines import baseline_names, get_baseline
 from scaler.build import build_model
 from scaler.cli import cli, main
-from scaler.estimate import estimate
+from scaler.estimator import estimate
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, compound
 from scaler.spec import load_spec, to_dict
 
@@ -440,3 +440,16 @@ def test_process_help():
     result = run_process("--help")
     assert result.returncode == 0
     assert "Usage: scaler" in result.stdout and result.stderr == ""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["baselines"], ["show", "efficientnet-b3"], ["scale", "--phi", "3"],
+                                  ["estimate", "efficientnet-b0", "--breakdown"], ["search", "--help"],
+                                  ["plot", "--family", "-o", "{tmp}/family.png", "--help"]])
+def test_light_commands_import_no_torch_optuna_or_matplotlib(args, tmp_path):
+    """What needs no tensor, study or figure starts at once: the heavy libraries are never imported."""
+    args = [a.format(tmp=tmp_path) for a in args]
+    script = ("import sys\nfrom scaler.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True)
+    loaded = set(done.stderr.split())
+    assert done.stdout and not loaded & {"torch", "optuna", "matplotlib", "fvcore", "numpy"}, loaded

@@ -3,7 +3,7 @@ ways."""
 
 import math
 import random
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import optuna
 import pytest
@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 
 from scaler.confidence import Noise, compare, kendall_tau, seed_noise, t_critical
 from scaler.errors import ScalerError
-from scaler.search import QUICK, TrialRecord, judge, rank_check, search
+from scaler.searches.compound import TrialRecord, search
+from scaler.searches.compound_recipe import QUICK, recipe_from_dict
+from scaler.study.verdict import RankCheck, judge, rank_check
 
-TINY = replace(QUICK, epochs=1, train_size=128, val_size=64, alpha_range=(1.1, 1.2), beta_range=(1.05, 1.05))
+TINY = recipe_from_dict({"epochs": 1, "train_size": 128, "val_size": 64, "alpha_range": (1.1, 1.2),
+                         "beta_range": (1.05, 1.05)}, QUICK)
 TEN = replace(TINY, alpha_range=(1.1, 1.3), beta_range=(1.05, 1.15))
 
 
@@ -101,25 +104,25 @@ def study_trials(winner, runner_up, reference, spread):
 def test_the_verdict_says_when_the_winner_is_clear():
     best, verdict = judge(study_trials(0.80, 0.70, 0.60, 0.005))
     assert (best.alpha, best.beta, best.repeat) == (1.2, 1.1, 0)
-    assert verdict["runner_up"]["significant"] and verdict["best_reference"]["significant"]
-    assert verdict["noise"]["dof"] == 6 and verdict["noise"]["std"] == pytest.approx(0.005)
-    assert verdict["message"] == ("alpha=1.2, beta=1.1 beats every other compound candidate by more than the seed "
+    assert verdict.runner_up.significant and verdict.best_reference.significant
+    assert verdict.noise.dof == 6 and verdict.noise.std == pytest.approx(0.005)
+    assert verdict.message == ("alpha=1.2, beta=1.1 beats every other compound candidate by more than the seed "
                                   "noise; it beats the best single-dimension reference (width-only) by more than "
                                   "the noise")
 
 
 def test_the_verdict_says_plainly_when_candidates_are_indistinguishable():
     _, verdict = judge(study_trials(0.705, 0.70, 0.69, 0.02))
-    assert not verdict["runner_up"]["significant"] and not verdict["best_reference"]["significant"]
-    assert verdict["message"].startswith("alpha, beta in {(1.2, 1.1), (1.1, 1.2)} are indistinguishable")
-    assert verdict["message"].endswith("does not beat the best single-dimension reference (width-only) by more than "
+    assert not verdict.runner_up.significant and not verdict.best_reference.significant
+    assert verdict.message.startswith("alpha, beta in {(1.2, 1.1), (1.1, 1.2)} are indistinguishable")
+    assert verdict.message.endswith("does not beat the best single-dimension reference (width-only) by more than "
                                        "the noise")
 
 
 def test_without_repeats_the_verdict_says_the_noise_is_unknown():
     trials = tuple(t for t in study_trials(0.8, 0.7, 0.6, 0.01) if t.repeat == 0)
     best, verdict = judge(trials)
-    assert best.alpha == 1.2 and verdict["noise"] is None and "not measured" in verdict["message"]
+    assert best.alpha == 1.2 and verdict.noise is None and "not measured" in verdict.message
 
 
 @pytest.mark.slow
@@ -128,9 +131,9 @@ def test_a_quick_study_with_repeats_measures_the_noise(tmp_path):
     repeated = [t for t in result.trials if t.repeat == 1]
     kinds = sorted(t.kind for t in repeated)
     assert kinds[0] == "baseline" and kinds.count("compound") == 2 and len(kinds) == 4  # 2 compound in TINY
-    assert result.confidence["noise"]["dof"] >= 2 and result.confidence["test"].startswith("one-sided")
+    assert result.verdict.noise.dof >= 2 and result.verdict.test.startswith("one-sided")
     stored = optuna.load_study(study_name="r", storage=f"sqlite:///{tmp_path}/r.db").user_attrs["seed_noise"]
-    assert stored == result.confidence["noise"]
+    assert stored == asdict(result.verdict.noise)
     again = search(TINY, None, "r", f"sqlite:///{tmp_path}/r.db", device="cpu", repeats=1)
     assert again.trials == result.trials  # nothing trained again
 
@@ -144,12 +147,12 @@ def ranked_trials(short, long):
 
 def test_rank_check_agrees_when_the_long_proxy_ranks_alike():
     ranks = rank_check(ranked_trials([0.5, 0.6, 0.7, 0.8], [0.6, 0.7, 0.8, 0.9]))
-    assert ranks == {"epochs": 12, "candidates": 4, "kendall_tau": 1.0, "warning": False}
+    assert ranks == RankCheck(epochs=12, candidates=4, kendall_tau=1.0, warning=False)
 
 
 def test_rank_check_warns_when_the_long_proxy_ranks_otherwise():
     ranks = rank_check(ranked_trials([0.5, 0.6, 0.7, 0.8], [0.9, 0.7, 0.8, 0.6]))
-    assert ranks["kendall_tau"] == pytest.approx(-4 / 6) and ranks["warning"]
+    assert ranks.kendall_tau == pytest.approx(-4 / 6) and ranks.warning
     assert rank_check(ranked_trials([0.5, 0.6], [])) is None
 
 
@@ -164,6 +167,6 @@ def test_a_study_checks_its_ranking_with_a_longer_proxy(tmp_path):
     result = search(TEN, None, "k", f"sqlite:///{tmp_path}/k.db", device="cpu", check_ranks=2, check_top=3)
     long = [t for t in result.trials if t.epochs == 2]
     assert len(long) == 3 and all(t.kind == "compound" and len(t.top1_per_epoch) == 2 for t in long)
-    ranks = result.confidence["ranks"]
-    assert ranks["epochs"] == 2 and ranks["candidates"] == 3 and -1 <= ranks["kendall_tau"] <= 1
-    assert ranks["warning"] == (ranks["kendall_tau"] < 0.5)
+    ranks = result.verdict.ranks
+    assert ranks.epochs == 2 and ranks.candidates == 3 and -1 <= ranks.kendall_tau <= 1
+    assert ranks.warning == (ranks.kendall_tau < 0.5)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,8 @@ from hypothesis import strategies as st
 from scaler.baselines import baseline_names, get_baseline
 from scaler.build import build_model
 from scaler.errors import ScalerError
-from scaler.estimate import DTYPE_BYTES, OPTIMIZER_STATES, estimate
-from scaler.measure import count_fvcore_flops, count_macs, measure, saved_activation_bytes
+from scaler.estimator import DTYPE_BYTES, OPTIMIZER_STATES, estimate
+from scaler.measurement import count_fvcore_flops, count_macs, measure, saved_activation_bytes
 from scaler.scaling import compound, scale
 from scaler.spec import save_spec
 
@@ -335,3 +337,28 @@ def test_resolution_below_total_stride_names_the_floor(name, stride):
 def test_unknown_network_is_a_scaler_error_listing_baselines():
     with pytest.raises(ScalerError, match="efficientnet-b0"):
         estimate("efficientnet-b9")
+
+
+def _modules_after(code: str) -> set[str]:
+    """The top-level modules a fresh interpreter has loaded after running `code`."""
+    script = f"import sys\n{code}\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+def test_the_analytic_half_imports_no_torch():
+    loaded = _modules_after("import scaler\n"
+                            "e = scaler.estimate(scaler.compound(scaler.get_baseline('efficientnet-b0'), phi=3))\n"
+                            "scaler.fit_phi('efficientnet-b0', scaler.Budget(macs=4e9, params=2e7, memory_bytes=8e9))\n"
+                            "assert e.params > 0 and callable(scaler.estimate)")
+    assert not loaded & {"torch", "optuna", "matplotlib", "fvcore", "numpy"}, loaded
+
+
+def test_torch_backed_names_load_on_first_use():
+    loaded = _modules_after("import scaler\nassert callable(scaler.build_model) and callable(scaler.train)")
+    assert "torch" in loaded
+    import scaler
+
+    assert callable(scaler.estimate) and scaler.estimate.__module__ == "scaler.estimator"
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        scaler.nothing  # noqa: B018

@@ -10,18 +10,21 @@ from dataclasses import replace
 import optuna
 import pytest
 
-import scaler.search as module
+import scaler.study.engine as module  # where the proxy training is called from
 from scaler.baselines import get_baseline
 from scaler.budget import Budget, fit_phi
-from scaler.estimate import estimate
+from scaler.estimator import estimate
 from scaler.plot import (DEFAULT_RULES, family_data, pareto_front, plot_family, plot_study, point_series,
                          study_plot_data)
 from scaler.scaling import compound, stage_rule
-from scaler.search import QUICK, report, search
-from scaler.train import OutOfMemory
+from scaler.searches.compound import read_search as report
+from scaler.searches.compound import search, study_total
+from scaler.searches.compound_recipe import QUICK, recipe_from_dict
+from scaler.errors import OutOfMemory
 from test_train import run_cli
 
-TINY = replace(QUICK, epochs=1, train_size=128, val_size=64, alpha_range=(1.1, 1.2), beta_range=(1.05, 1.05))
+TINY = recipe_from_dict({"epochs": 1, "train_size": 128, "val_size": 64, "alpha_range": (1.1, 1.2),
+                         "beta_range": (1.05, 1.05)}, QUICK)
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +126,11 @@ def test_validation_trains_the_family_and_single_dimension_rules_at_each_phi(val
     assert curves["found family"][1][1:] == (best.macs, best.top1)  # phi 1 of the family is the winner itself
     for t in result.trials:
         if t.kind == "family" and t.phi == 2.0:
-            expected = compound(TINY.proxy(), best.alpha, best.beta, best.gamma, 2.0)
+            expected = compound(TINY.proxy_network(), best.alpha, best.beta, best.gamma, 2.0)
             assert t.macs == estimate(expected).macs and t.resolution == expected.resolution
     study = optuna.load_study(study_name="v", storage=storage)
     # Phi 1 of the single-dimension rules is the references; phi 1 of the family is a trial of its own.
-    assert module.study_total(study) == len(TINY.candidates()) + 1 + 4 == len(result.trials)
+    assert study_total(study) == len(TINY.candidates()) + 1 + 4 == len(result.trials)
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 import optuna
 import pytest
@@ -19,10 +18,11 @@ from hypothesis import strategies as st
 
 from scaler.cli import main
 from scaler.errors import ScalerError
-from scaler.search import Recipe, load_recipe, open_study, records, recipe_from_dict, settle
+from scaler.searches.compound import open_study, records
+from scaler.searches.compound_recipe import Recipe, load_recipe, recipe_from_dict
 from scaler.spec import loads, to_dict
 from scaler.baselines import get_baseline
-from test_search import TEN, completed, expected, run_scaler, trainers, wait_for, write_recipe
+from test_search import TEN, completed, expected, run_scaler, settle, trainers, wait_for, write_recipe
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -131,7 +131,7 @@ def test_fuzzed_options_are_accepted_or_one_line_exit_2(capsys, phi, alpha, reso
 
 def test_a_server_that_does_not_answer_is_one_line(tmp_path, monkeypatch, capsys):
     """A port that takes the connection and never speaks: refused after the connect timeout, not a hang."""
-    monkeypatch.setattr("scaler.storage.CONNECT_SECONDS", 2)
+    monkeypatch.setattr("scaler.study.storage.CONNECT_SECONDS", 2)
     monkeypatch.chdir(tmp_path)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -150,7 +150,7 @@ def start(command, cwd, **kwargs):
 
 
 def some_done_one_running(name, storage):
-    from scaler.storage import open_storage
+    from scaler.study.storage import open_storage
 
     try:
         study = optuna.load_study(study_name=name, storage=open_storage(storage))
@@ -175,7 +175,7 @@ def test_ctrl_c_then_the_same_command_completes_every_candidate_once(tmp_path, w
     result = run_scaler(*command, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert completed("c", storage) == expected(TEN)
-    from scaler.storage import open_storage
+    from scaler.study.storage import open_storage
 
     failed = [r for r in records(optuna.load_study(study_name="c", storage=open_storage(storage)))
               if r.state == "FAIL"]
@@ -218,7 +218,8 @@ def test_eight_workers_on_one_postgresql_study_train_exactly_the_grid(tmp_path, 
     database each): exactly the grid completes, nothing twice, no worker fails."""
     from conftest import new_database
 
-    load = replace(TEN, alpha_range=(1.0, 1.4), beta_range=(1.0, 1.2), step=0.1, train_size=256, val_size=64)
+    load = recipe_from_dict({"alpha_range": (1.0, 1.4), "beta_range": (1.0, 1.2), "step": 0.1, "train_size": 256,
+                             "val_size": 64}, TEN)
     assert len(load.candidates()) >= 16
     recipe = write_recipe(tmp_path / "load.toml", load)
     for round_ in range(3):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scaler.baselines import baseline_names, get_baseline
 from scaler.errors import ScalerError
 from scaler.budget import Budget, fit_phi
-from scaler.estimate import estimate
+from scaler.estimator import estimate
 from scaler.scaling import (
     PAPER_ALPHA,
     PAPER_BETA,

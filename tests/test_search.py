@@ -8,22 +8,26 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import optuna
 import pytest
 import tomli_w
 
-import scaler.search as module
+import scaler.searches.compound as compound_module
+import scaler.searches.compound_recipe as recipe_module
+import scaler.study.engine as module  # where the proxy training is called from, for both searches
 from scaler.budget import Budget, fit_phi
 from scaler.cli import main
-from scaler.errors import ScalerError
-from scaler.search import QUICK, Recipe, load_recipe, open_study, records, report, search, settle
-from scaler.storage import open_storage
-from scaler.train import NonFiniteLoss, OutOfMemory, TrainingFailed
+from scaler.errors import NonFiniteLoss, OutOfMemory, ScalerError, TrainingFailed
+from scaler.searches.compound import CompoundSearch, open_study, records, search
+from scaler.searches.compound import read_search as report
+from scaler.searches.compound_recipe import QUICK, Recipe, load_recipe, recipe_from_dict
+from scaler.study.storage import open_storage
 
 # Smaller still than --quick: one epoch on a few images, for the machinery only.
-TINY = replace(QUICK, epochs=1, train_size=128, val_size=64, alpha_range=(1.1, 1.2), beta_range=(1.05, 1.05))
+TINY = recipe_from_dict({"epochs": 1, "train_size": 128, "val_size": 64, "alpha_range": (1.1, 1.2),
+                         "beta_range": (1.05, 1.05)}, QUICK)
 # Ten candidates, the same size of proxy: for parallel workers and interruptions.
 TEN = replace(TINY, alpha_range=(1.1, 1.3), beta_range=(1.05, 1.15))
 
@@ -32,8 +36,19 @@ def storage_in(tmp_path):
     return f"sqlite:///{tmp_path}/study.db"
 
 
+def settle(study, recipe):
+    """Queue the recipe's candidates in the study (as the first worker does); how many were queued."""
+    return module.settle(CompoundSearch(study, recipe, "cpu"))
+
+
+def count_proposed(study, recipe):
+    """How many TPE proposals count towards --trials."""
+    return CompoundSearch(study, recipe, "cpu").proposed()
+
+
 def write_recipe(path, recipe=TINY, **changes):
-    data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(replace(recipe, **changes)).items()}
+    data = {k: list(v) if isinstance(v, tuple) else v
+            for k, v in recipe_from_dict(changes, recipe).to_dict().items()}
     path.write_text(tomli_w.dumps(data))
     return path
 
@@ -82,7 +97,7 @@ def test_each_trial_records_its_network_and_training(tmp_path):
     by_kind = {t.kind: t for t in result.trials}
     assert by_kind["baseline"].flops_ratio == 1.0 and by_kind["resolution"].resolution == 48
     for t in result.trials:
-        assert t.params > 0 and t.macs > 0 and t.activations > 0 and len(t.top1_per_epoch) == TINY.epochs
+        assert t.params > 0 and t.macs > 0 and t.activations > 0 and len(t.top1_per_epoch) == TINY.proxy.epochs
         assert t.top1 == t.top1_per_epoch[-1]
     # The depth-only reference doubles every stage's blocks: FLOPs grow by less than 2x (the stem and head stay).
     assert 1.5 < by_kind["depth"].flops_ratio < 2.0
@@ -157,7 +172,7 @@ def test_a_ctrl_c_while_the_data_load_is_taken_at_once(tmp_path, monkeypatch):
         pytest.fail("the Ctrl-C waited")
 
     storage = storage_in(tmp_path)
-    monkeypatch.setattr(module, "load_data", interrupted_load)
+    monkeypatch.setattr(compound_module, "load_data", interrupted_load)
     with pytest.raises(KeyboardInterrupt):
         search(TINY, None, "s", storage, device="cpu")
     study = optuna.load_study(study_name="s", storage=storage)
@@ -210,14 +225,14 @@ def test_other_settings_are_refused_naming_what_differs(tmp_path):
     open_study(TINY, "s", storage)  # the same settings join
     open_study(replace(TINY, trials=50), "s", storage)  # trials is not a setting of the scores
     with pytest.raises(ScalerError, match=r"made with other settings \(seed differ"):
-        open_study(replace(TINY, seed=1), "s", storage)
+        open_study(recipe_from_dict({"seed": 1}, TINY), "s", storage)
     with pytest.raises(ScalerError, match=r"\(step differ"):
         open_study(replace(TINY, step=0.05), "s", storage)
 
 
 def test_a_study_scored_by_an_older_version_is_refused(tmp_path, monkeypatch):
     storage = storage_in(tmp_path)
-    monkeypatch.setattr(module, "VERSION", str(int(module.VERSION) - 1))
+    monkeypatch.setattr(recipe_module, "VERSION", str(int(recipe_module.VERSION) - 1))
     open_study(TINY, "s", storage)
     monkeypatch.undo()
     with pytest.raises(ScalerError, match=r"\(version differ"):
@@ -268,11 +283,11 @@ def test_tpe_proposes_feasible_candidates_and_resumes_to_more_trials(tmp_path):
         assert round(t.alpha, 2) == t.alpha and round(t.beta, 2) == t.beta
         assert t.alpha * t.beta**2 * t.gamma**2 == pytest.approx(2.0)
     study = optuna.load_study(study_name="t", storage=storage)
-    assert module._proposed(study) == 3
+    assert count_proposed(study, recipe) == 3
     search(recipe, None, "t", storage, device="cpu")
-    assert module._proposed(optuna.load_study(study_name="t", storage=storage)) == 3
+    assert count_proposed(optuna.load_study(study_name="t", storage=storage), recipe) == 3
     search(replace(recipe, trials=5), None, "t", storage, device="cpu")
-    assert module._proposed(optuna.load_study(study_name="t", storage=storage)) == 5
+    assert count_proposed(optuna.load_study(study_name="t", storage=storage), recipe) == 5
     keys = completed("t", storage)
     assert len(keys) == len(set(keys))
 
@@ -292,7 +307,7 @@ def test_prune_stops_candidates_below_the_median(tmp_path, monkeypatch):
 
     monkeypatch.setattr(module, "train", poor_compound)
     storage = storage_in(tmp_path)
-    recipe = replace(TEN, epochs=2)
+    recipe = recipe_from_dict({"epochs": 2}, TEN)
     result = search(recipe, None, "p", storage, device="cpu", prune=True)
     states = {t.kind: t.state for t in result.trials if t.kind != "compound"}
     assert set(states.values()) == {"COMPLETE"}  # references are never pruned
@@ -303,9 +318,9 @@ def test_prune_stops_candidates_below_the_median(tmp_path, monkeypatch):
 
 def test_a_recipe_file_sets_every_field_and_names_its_errors(tmp_path):
     path = write_recipe(tmp_path / "r.toml", TEN, seed=3, sampler="tpe", trials=7)
-    assert load_recipe(path) == replace(TEN, seed=3, sampler="tpe", trials=7)
+    assert load_recipe(path) == recipe_from_dict({"seed": 3, "sampler": "tpe", "trials": 7}, TEN)
     (tmp_path / "part.toml").write_text('data = "synthetic"\nepochs = 2\n')
-    assert load_recipe(tmp_path / "part.toml") == replace(Recipe(), epochs=2)
+    assert load_recipe(tmp_path / "part.toml") == recipe_from_dict({"epochs": 2}, Recipe())
     cases = {
         'epochs = "two"': "epochs: expected an integer",
         "epoch = 2": "unknown key 'epoch'",
@@ -378,7 +393,7 @@ def test_tpe_chooses_the_stage_rule_too(tmp_path):
     proposed = [t for t in study.get_trials() if t.user_attrs.get("sampled")]
     assert proposed and all(t.params["stage_scaling"] == t.user_attrs["stage_scaling"] in ("uniform", "v2")
                             for t in proposed if "stage_scaling" in t.params)
-    assert module._proposed(study) == 4
+    assert count_proposed(study, recipe) == 4
 
 
 def test_the_proxy_trains_progressively_when_the_recipe_says(tmp_path, monkeypatch):
@@ -389,12 +404,13 @@ def test_the_proxy_trains_progressively_when_the_recipe_says(tmp_path, monkeypat
         return original(*args, **kwargs)
 
     monkeypatch.setattr(module, "train", recorded)
-    recipe = replace(TINY, epochs=2, progressive=2)
+    recipe = recipe_from_dict({"epochs": 2, "progressive": 2}, TINY)
     search(recipe, None, "g", storage_in(tmp_path), device="cpu")
     assert seen and set(seen) == {2}  # every training (twin networks share one)
-    assert "progressive" in recipe.settings() and recipe.settings() != replace(recipe, progressive=0).settings()
+    assert "progressive" in recipe.settings()
+    assert recipe.settings() != recipe_from_dict({"progressive": 0}, recipe).settings()
     with pytest.raises(ScalerError, match="progressive"):
-        replace(TINY, progressive=1)
+        recipe_from_dict({"progressive": 1}, TINY)
 
 
 def test_the_shipped_recipes_load():
@@ -403,7 +419,7 @@ def test_the_shipped_recipes_load():
     folder = Path(__file__).parents[1] / "studies"
     assert load_recipe(folder / "default.toml") == Recipe()
     cifar = load_recipe(folder / "cifar10.toml")
-    assert cifar.data.startswith("cifar10:")
+    assert cifar.proxy.data.startswith("cifar10:")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -535,7 +551,7 @@ def test_a_worker_lost_on_another_machine_is_found_by_its_heartbeat(tmp_path, mo
     mid-trial; once its heartbeat is older than the grace period, its candidate is trained again."""
     recipe = write_recipe(tmp_path / "k.toml", TEN, epochs=2)
     storage = f"sqlite:///{tmp_path}/k.db"
-    remote = ("import socket, sys; import scaler.storage as s; s.HEARTBEAT_SECONDS = 1; s.GRACE_SECONDS = 3; "
+    remote = ("import socket, sys; import scaler.study.storage as s; s.HEARTBEAT_SECONDS = 1; s.GRACE_SECONDS = 3; "
               "socket.gethostname = lambda: 'another-machine'; from scaler.cli import main; main(sys.argv[1:])")
     process = subprocess.Popen([sys.executable, "-c", remote, "search", "--repeats", "0", "--recipe", str(recipe), "--storage", storage,
                                 "--device", "cpu"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -544,8 +560,8 @@ def test_a_worker_lost_on_another_machine_is_found_by_its_heartbeat(tmp_path, mo
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    monkeypatch.setattr("scaler.storage.HEARTBEAT_SECONDS", 1)
-    monkeypatch.setattr("scaler.storage.GRACE_SECONDS", 3)
+    monkeypatch.setattr("scaler.study.storage.HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr("scaler.study.storage.GRACE_SECONDS", 3)
     time.sleep(4)
     search(load_recipe(recipe), None, "k", storage, device="cpu")
     assert completed("k", storage) == expected(TEN)

@@ -16,8 +16,9 @@ from scaler.data import load_data
 from scaler.errors import ScalerError
 from scaler.blocks import BasicBlock, Bottleneck, FusedMBConv, InvertedResidual, MBConv
 from scaler.build import build_model
-from scaler.train import (NonFiniteLoss, OutOfMemory, ProgressiveStage, TrainingFailed, _zero_residual_branches,
-                          learning_rate_factor, progressive_schedule, resolve_device, train)
+from scaler.device import resolve_device
+from scaler.errors import NonFiniteLoss, OutOfMemory, TrainingFailed
+from scaler.training import ProgressiveStage, _zero_residual_branches, learning_rate_factor, progressive_schedule, train
 from test_data import write_cifar
 
 TINY = scaler.scale(scaler.get_baseline("efficientnet-b0"), width=0.25, depth=0.34, resolution=32)
@@ -141,7 +142,7 @@ def test_residual_branches_start_at_zero_unless_asked_not_to(cifar, monkeypatch)
     def recorded_build(spec):
         built.append(build_model(spec))
         return built[-1]
-    monkeypatch.setattr(sys.modules["scaler.train"], "build_model", recorded_build)
+    monkeypatch.setattr(sys.modules["scaler.training"], "build_model", recorded_build)
     zeroed = train(TINY, cifar, epochs=1, batch_size=16, device="cpu", seed=0)
     kept = train(TINY, cifar, epochs=1, batch_size=16, device="cpu", seed=0, zero_init_residual=False)
     assert zeroed.loss_per_epoch != kept.loss_per_epoch
@@ -215,7 +216,7 @@ def recorded_forwards(monkeypatch):
 def test_progressive_training_follows_the_schedule(cifar, recorded_forwards, monkeypatch, progressive, sizes,
                                                    dropouts, resizes):
     resized = []
-    monkeypatch.setattr(sys.modules["scaler.train"], "resize",
+    monkeypatch.setattr(sys.modules["scaler.training"], "resize",
                         lambda images, size: resized.append(size) or resize(images, size))
     result = train(TINY, cifar, epochs=4, batch_size=64, resolution=48, device="cpu", progressive=progressive)
     steps = 200 // 64

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
 
-from scaler.errors import ScalerError
+from scaler.errors import ScalerError, StorageFailed
 
 STUDIES_FOLDER = Path("studies")
 HEARTBEAT_SECONDS = 30
@@ -133,10 +135,6 @@ def find_study(study_name: str, storage: str | None) -> str:
     raise ScalerError(f"study {study_name!r} not found in {STUDIES_FOLDER}/ (give --storage URL if it is elsewhere)")
 
 
-class StorageFailed(RuntimeError):
-    """The storage stopped answering mid-study for longer than a worker waits; what finished is kept."""
-
-
 def is_storage_failure(error: BaseException) -> bool:
     """Whether `error`, or an error it arose from, is the database failing (connection lost, server restarting).
     Optuna sometimes loses the original in a follow-on error of its own, so the whole chain is searched."""
@@ -147,6 +145,21 @@ def is_storage_failure(error: BaseException) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+@contextmanager
+def storage_failures() -> Iterator[None]:
+    """Inside: a storage that fails (Optuna's StorageInternalError, a lost connection) is a StorageFailed, which
+    says that what finished is kept; any other error passes through unchanged."""
+    try:
+        yield
+    except ScalerError:  # said already (a storage that cannot be opened is the user's to fix: exit status 2)
+        raise
+    except Exception as error:  # noqa: BLE001 -- only storage failures are converted
+        if not is_storage_failure(error):
+            raise
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StorageFailed(first) from None
 
 
 def ride_out(error: Exception, since: float | None) -> float:
@@ -161,3 +174,10 @@ def ride_out(error: Exception, since: float | None) -> float:
         raise StorageFailed(f"the storage has not answered for {OUTAGE_SECONDS} s: {first}") from None
     time.sleep(1)
     return since
+
+
+
+def study_kind(study: optuna.Study) -> str:
+    """What kind of search made a study: "baseline" (scaler baseline-search) or "compound" (scaler search, and
+    any study that does not say)."""
+    return "baseline" if study.user_attrs.get("kind") == "baseline" else "compound"

@@ -31,10 +31,12 @@ from scaler.augment import channel_stats, normalize, random_crop_flip, resize
 from scaler.baselines import resolve_spec
 from scaler.build import build_model
 from scaler.data import Dataset, load_data
-from scaler.errors import ScalerError, check_int, check_number
+from scaler.device import resolve_device
+from scaler.errors import (NonFiniteLoss, OutOfMemory, ScalerError, TrainingError, TrainingFailed, check_int,
+                            check_number, check_progressive)
+from scaler.progress import PROGRESS_EVERY  # each check of the loss waits for the device
 from scaler.spec import Spec
 
-NONFINITE_CHECK_EVERY = 20  # steps between checks of the loss (each check waits for the device)
 
 # Where progressive learning starts, as fractions of (or caps on) the final values. EfficientNetV2 starts its
 # ImageNet runs at 128 px of 300-380 (0.34-0.43) with dropout 0.1 and weak augmentation; a proxy trains at
@@ -44,28 +46,10 @@ PROGRESSIVE_START_DROPOUT = 0.1  # or the spec's dropout, if lower
 PROGRESSIVE_START_PAD = 0.5  # of the full translation pad (which is 1/8 of the stage's image size)
 
 
-class TrainingError(Exception):
-    """A training that could not finish; `reason` says why in one line."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-class OutOfMemory(TrainingError):
-    """The device ran out of memory (the candidate, at this batch size, does not fit)."""
-
-
-class NonFiniteLoss(TrainingError):
-    """The loss became NaN or infinite (the candidate diverged)."""
-
-
-class TrainingFailed(TrainingError):
-    """Any other error inside a training."""
-
-
 @dataclass(frozen=True)
-class Progress:
+class TrainingProgress:
+    """Where a training is: epoch and step, speed, time left."""
+
     epoch: int
     epochs: int
     step: int
@@ -132,38 +116,9 @@ def progressive_schedule(resolution: int, dropout: float, stages: int, epochs: i
     return tuple(plan[epoch * stages // epochs] for epoch in range(epochs))
 
 
-def check_progressive(stages) -> int:
-    """0 (off) or a number of stages, at least 2."""
-    check_int("progressive", stages, 0)
-    if stages == 1:
-        raise ScalerError("progressive: expected 0 (off) or at least 2 stages, got 1")
-    return stages
-
-
 def _lerp(start: float, end: float, t: float) -> float:
     """Linear interpolation that gives exactly `end` at t = 1 (start + (end - start) * t may miss it by a bit)."""
     return start * (1 - t) + end * t
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:K'; a device that does not exist is a ScalerError."""
-    text = str(device)
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        parsed = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise ScalerError(f"device: unknown device {text!r}; use auto, cpu, cuda or cuda:K") from None
-    if parsed.type == "cpu":
-        return parsed
-    if parsed.type != "cuda":
-        raise ScalerError(f"device: {text!r} is not supported; use auto, cpu, cuda or cuda:K")
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if count == 0:
-        raise ScalerError(f"device: {text} requested but no CUDA device is available")
-    if parsed.index is not None and parsed.index >= count:
-        raise ScalerError(f"device: {text} does not exist ({count} CUDA device{'s' if count > 1 else ''})")
-    return parsed
 
 
 def learning_rate_factor(step: int, total: int, warmup: int) -> float:
@@ -211,12 +166,12 @@ def train(
     progressive: int = 0,
     zero_init_residual: bool = True,
     on_epoch: Callable[[int, float], None] | None = None,
-    on_progress: Callable[[Progress], None] | None = None,
+    on_progress: Callable[[TrainingProgress], None] | None = None,
 ) -> TrainResult:
     """Train `network` from scratch on `data` for `epochs` and return its validation top-1 per epoch and more.
 
     `on_epoch(epoch, top1)` is called after each epoch (a pruner may raise from it); `on_progress` gets a
-    `Progress` every few steps. The classifier is sized to the data's classes; `resolution` defaults to the
+    `TrainingProgress` every few steps. The classifier is sized to the data's classes; `resolution` defaults to the
     spec's. `progressive` = K >= 2 trains in K stages of rising image size, dropout and augmentation
     (`progressive_schedule`); 0 trains at the final settings throughout. `zero_init_residual=False` keeps
     torchvision's initialisation of the residual branches (see `_zero_residual_branches`).
@@ -224,18 +179,15 @@ def train(
     spec = resolve_spec(network)
     check_int("epochs", epochs)
     check_int("batch size", batch_size)
-    check_number("learning rate", lr, 0, above_low=True)
     if resolution is not None:
         check_int("resolution", resolution)
+    check_number("learning rate", lr, 0, above_low=True)
     check_number("label smoothing", label_smoothing, 0, 1, below_high=True)
     check_progressive(progressive)
     device = resolve_device(device)
     if not isinstance(data, Dataset):
         data = load_data(data, train_size, val_size, seed, device)
-    spec = replace(spec, num_classes=data.num_classes, resolution=resolution or spec.resolution)
-    if spec.resolution < spec.total_stride:
-        raise ScalerError(f"resolution: {spec.resolution} px is smaller than the network's total stride "
-                          f"({spec.total_stride})")
+    spec = _sized_to_data(spec, data, resolution)
     started = time.perf_counter()
     torch.manual_seed(seed)
     if device.type == "cuda":
@@ -262,6 +214,15 @@ def train(
         train_size=len(data.train_labels), val_size=len(data.val_labels), device=str(device), seed=seed,
         progressive=progressive,
     )
+
+
+def _sized_to_data(spec: Spec, data: Dataset, resolution: int | None) -> Spec:
+    """The network as trained: its classifier sized to the data's classes, at `resolution` (the spec's if None)."""
+    spec = replace(spec, num_classes=data.num_classes, resolution=resolution or spec.resolution)
+    if spec.resolution < spec.total_stride:
+        raise ScalerError(f"resolution: {spec.resolution} px is smaller than the network's total stride "
+                          f"({spec.total_stride})")
+    return spec
 
 
 def _zero_classifier(model: nn.Module) -> None:
@@ -350,7 +311,7 @@ class _Run:
             self.optimizer.step()
             self.scheduler.step()
             loss_sum += loss.detach().float()
-            if (step + 1) % NONFINITE_CHECK_EVERY == 0 or step + 1 == self.steps:
+            if (step + 1) % PROGRESS_EVERY == 0 or step + 1 == self.steps:
                 if not torch.isfinite(loss_sum):
                     raise NonFiniteLoss(f"loss became {loss_sum.item()} in epoch {epoch + 1}, step {step + 1}")
                 if on_progress is not None:
@@ -358,7 +319,7 @@ class _Run:
                     seen = self.images_seen + (step + 1) * self.batch_size
                     rate = seen / max(elapsed, 1e-9)
                     left = (self.epochs * self.steps * self.batch_size - seen) / rate
-                    on_progress(Progress(epoch + 1, self.epochs, step + 1, self.steps, rate, left))
+                    on_progress(TrainingProgress(epoch + 1, self.epochs, step + 1, self.steps, rate, left))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.train_seconds += time.perf_counter() - started

@@ -1,4 +1,5 @@
-"""The analytic cost of a network, from its spec alone: no module is built, so it takes microseconds.
+"""The analytic cost of a network, from its spec alone: no module is built and torch is never imported, so it
+takes microseconds.
 
 Counts are exact: parameters; multiply-adds of convolutions and linears ("FLOPs" in the EfficientNet
 paper and torchvision); fvcore's total, which adds norms and pooling; output elements of convolutions
@@ -14,10 +15,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from scaler.baselines import resolve_spec
-from scaler.blocks import BLOCKS, convnext_downsample_cost
-from scaler.build import block_plan
+from scaler.costs import (BLOCK_COSTS, Act, Cost, conv_norm_act_cost, convnext_downsample_cost, dropout_cost,
+                          linear_cost, max_pool_cost, norm_cost, pool_cost)
 from scaler.errors import ScalerError, check_choice, check_int
-from scaler.layers import Act, ConvNormAct, Cost, dropout_cost, linear_cost, max_pool_cost, norm_cost, pool_cost
+from scaler.plan import block_plan
 from scaler.spec import Spec
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
@@ -64,16 +65,16 @@ class Estimate:
 def _stem_cost(spec: Spec, cost: Cost, x: Act) -> Act:
     stem = spec.stem
     if spec.family == "convnext":
-        return ConvNormAct.cost(cost, x, stem.channels, stem.kernel, stem.stride, norm=spec.norm, act=None,
+        return conv_norm_act_cost(cost, x, stem.channels, stem.kernel, stem.stride, norm=spec.norm, act=None,
                                 padding=0, bias=True)
-    x = ConvNormAct.cost(cost, x, stem.channels, stem.kernel, stem.stride, norm=spec.norm, act=spec.activation)
+    x = conv_norm_act_cost(cost, x, stem.channels, stem.kernel, stem.stride, norm=spec.norm, act=spec.activation)
     return max_pool_cost(cost, x) if spec.family == "resnet" else x
 
 
 def _stage_cost(spec: Spec, index: int, blocks: list[tuple], cost: Cost, x: Act) -> Act:
     """The first block, then one more block counted (repeats - 1) times: blocks after the first are identical."""
     stage = spec.stages[index]
-    twin = BLOCKS[stage.block].cost
+    twin = BLOCK_COSTS[stage.block]
     if spec.family == "convnext" and stage.stride > 1:
         x = convnext_downsample_cost(cost, x, stage.channels, stage.stride)
     x = twin(cost, x, *blocks[0], spec.activation, spec.norm)
@@ -88,7 +89,7 @@ def _stage_cost(spec: Spec, index: int, blocks: list[tuple], cost: Cost, x: Act)
 
 def _head_cost(spec: Spec, cost: Cost, x: Act) -> Act:
     if spec.head.channels:
-        x = ConvNormAct.cost(cost, x, spec.head.channels, 1, norm=spec.norm, act=spec.activation)
+        x = conv_norm_act_cost(cost, x, spec.head.channels, 1, norm=spec.norm, act=spec.activation)
     x = pool_cost(cost, x)
     if spec.family == "convnext":
         x = norm_cost(cost, x, spec.norm)

@@ -1,4 +1,5 @@
-"""Measure a built network the slow, direct way, to check the analytic estimator (`scaler estimate --verify`).
+"""Measure a built network the slow, direct way: to check the analytic estimator (`scaler estimate --verify`),
+and the forward latency a budget limits (scaler.budget).
 
 Each figure comes from a different instrument: parameters from the module, multiply-adds from PyTorch's
 FlopCounterMode (forward only; it over-counts depthwise backward), fvcore's tracer, forward hooks for
@@ -8,6 +9,9 @@ output elements, saved-tensor hooks for what autograd keeps, and CUDA's allocato
 from __future__ import annotations
 
 import logging
+import math
+import statistics
+import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,8 +21,9 @@ from torch import nn
 
 from scaler.baselines import resolve_spec
 from scaler.build import build_model
+from scaler.device import resolve_device
 from scaler.errors import ScalerError
-from scaler.estimate import estimate
+from scaler.estimator import estimate
 from scaler.spec import Spec
 
 OPTIMIZERS = {
@@ -154,3 +159,33 @@ def measure(
     saved = saved_activation_bytes(model, resolution, batch_size, dtype, device)
     return Measurement(params, macs, fvcore_flops, activations, saved, peak)
 
+
+def measure_latency_ms(spec: Spec, device: str = "auto", batch_size: int = 1, dtype: str = "float32",
+                       warmup: int = 3, repeats: int = 7) -> float:
+    """Median wall time of a forward pass of `batch_size` images at the spec's resolution, in milliseconds.
+
+    Eval mode, no autograd, channels_last (the fast layout on CPU as on CUDA); the warm-up passes absorb
+    allocator and kernel-selection costs, the median shrugs off a stray slow pass. CUDA is synchronized
+    around each pass. A network that runs out of CUDA memory takes forever: infinity.
+    """
+    device = resolve_device(device)
+    torch_dtype = getattr(torch, dtype)
+    try:
+        model = build_model(spec).to(device=device, dtype=torch_dtype, memory_format=torch.channels_last).eval()
+        x = torch.randn(batch_size, 3, spec.resolution, spec.resolution, device=device, dtype=torch_dtype)
+        x = x.contiguous(memory_format=torch.channels_last)
+        times = []
+        with torch.no_grad():
+            for i in range(warmup + repeats):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                started = time.perf_counter()
+                model(x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if i >= warmup:
+                    times.append(time.perf_counter() - started)
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return math.inf
+    return statistics.median(times) * 1e3

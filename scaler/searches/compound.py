@@ -1,0 +1,435 @@
+"""The compound-coefficient search: an Optuna study with one trial per candidate (alpha, beta, gamma), each scored
+by a short proxy training, then the largest phi whose full-size network fits the budget.
+
+What is this search's own: the candidates (the recipe's references and grid, queued; or TPE's proposals over the
+alpha and beta ranges, gamma derived, a proposal with gamma < 1 pruned untrained), the objective (scale the proxy,
+record the rounded network's costs, train, report each epoch for the pruner), and what follows the first pass
+(repeats for the seed noise, a longer proxy for the ranking, the found family at other phis). The worker loop,
+crash-safety and requeueing are the engine's (scaler.study.engine); the verdict is scaler.study.verdict's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import warnings
+from collections.abc import Callable, Hashable
+from dataclasses import MISSING, asdict, dataclass, fields, replace
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from scaler.baselines import resolve_spec
+from scaler.budget import Budget, Fit, fit_phi
+from scaler.data import load_data, parse_data
+from scaler.device import worker_devices
+from scaler.errors import ScalerError, check_int, check_number
+from scaler.estimator import estimate
+from scaler.grid import Candidate, family_candidates, fingerprint, references
+from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, check_cap, compound
+from scaler.searches.compound_recipe import SAMPLED_STEP, Recipe, recipe_from_dict
+from scaler.spec import Spec, save_spec, to_dict
+from scaler.study import engine
+from scaler.study.storage import default_storage, is_sqlite, load_study, storage_failures, storage_folder
+from scaler.study.trials import (HIDDEN, TrialFailure, failure_text, finished, hidden, pending, record_epoch,
+                                 top1_per_epoch)
+from scaler.study.verdict import Verdict, judge, rank_candidates, repeat_candidates
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    number: int
+    state: str
+    kind: str
+    alpha: float
+    beta: float
+    gamma: float
+    phi: float
+    repeat: int
+    epochs: int  # 0: the recipe's proxy; more: the longer proxy of a rank check
+    top1: float | None
+    top1_per_epoch: tuple[float, ...]
+    resolution: int | None
+    flops_ratio: float | None
+    params: int | None
+    macs: int | None
+    activations: int | None
+    wall_seconds: float | None
+    failure: str | None
+    same_network_as: int | None
+    stage_scaling: str = "uniform"
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    study_name: str
+    storage: str
+    recipe: Recipe
+    best: TrialRecord | None
+    fit: Fit | None
+    trials: tuple[TrialRecord, ...]
+    spec_path: str | None = None
+    verdict: Verdict | None = None
+
+    def to_dict(self) -> dict:
+        best = None if self.best is None else {"alpha": self.best.alpha, "beta": self.best.beta,
+                                               "gamma": self.best.gamma, "stage_scaling": self.best.stage_scaling,
+                                               "top1": self.best.top1}
+        final = None
+        if self.fit is not None:
+            final = {"params": self.fit.params, "macs": self.fit.macs, "resolution": self.fit.spec.resolution,
+                     "memory_bytes": self.fit.memory_bytes, "latency_ms": self.fit.latency_ms,
+                     "binding": list(self.fit.binding), "spec": self.fit.to_dict()["spec"]}
+        return {"study_name": self.study_name, "storage": self.storage, "recipe": self.recipe.to_dict(),
+                "best": best, "phi": None if self.fit is None else self.fit.phi, "final": final,
+                "spec_path": self.spec_path, "confidence": None if self.verdict is None else self.verdict.to_dict(),
+                "trials": [asdict(t) for t in self.trials]}
+
+
+TrialEnded = Callable[[TrialRecord, int, int], None]  # (the trial that ended, candidates done, candidates in all)
+CANDIDATE_FIELDS = tuple((f.name, f.default) for f in fields(Candidate))
+
+
+def candidate_key(attrs: dict) -> tuple | None:
+    """A trial's candidate (its user attributes) as a tuple; None for a trial that holds none."""
+    if "kind" not in attrs:
+        return None
+    return tuple(attrs[name] if default is MISSING else attrs.get(name, default) for name, default in CANDIDATE_FIELDS)
+
+
+def record(trial: FrozenTrial) -> TrialRecord:
+    attrs = trial.user_attrs
+    return TrialRecord(
+        number=trial.number, state=trial.state.name, kind=attrs.get("kind", "?"), alpha=attrs.get("alpha", 0.0),
+        beta=attrs.get("beta", 0.0), gamma=attrs.get("gamma", 0.0), phi=attrs.get("phi", 1.0),
+        repeat=attrs.get("repeat", 0), epochs=attrs.get("epochs", 0),
+        top1=trial.value if trial.state == TrialState.COMPLETE else None, top1_per_epoch=top1_per_epoch(trial),
+        resolution=attrs.get("resolution"), flops_ratio=attrs.get("flops_ratio"), params=attrs.get("params"),
+        macs=attrs.get("macs"), activations=attrs.get("activations"), wall_seconds=attrs.get("wall_seconds"),
+        failure=failure_text(trial), same_network_as=attrs.get("same_network_as"),
+        stage_scaling=attrs.get("stage_scaling", "uniform"),
+    )
+
+
+def records(study: optuna.Study) -> tuple[TrialRecord, ...]:
+    """Every trial that scores a candidate, in trial order (bookkeeping trials left out)."""
+    return tuple(record(t) for t in study.get_trials(deepcopy=False)
+                 if not hidden(t) and candidate_key(t.user_attrs))
+
+
+def _sampler(recipe: Recipe, worker: int) -> optuna.samplers.BaseSampler:
+    if recipe.sampler == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Each worker its own seed, or parallel workers would propose the same candidates.
+            return optuna.samplers.TPESampler(seed=recipe.proxy.seed + worker, multivariate=True)
+    return optuna.samplers.RandomSampler(seed=recipe.proxy.seed + worker)  # never asked: every grid trial is queued
+
+
+def open_study(recipe: Recipe, study_name: str, storage: str, worker: int = 0, prune: bool = False) -> optuna.Study:
+    """Open or create the study and check its fingerprint."""
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=len(references()) + 1, n_warmup_steps=1) if prune \
+        else optuna.pruners.NopPruner()
+    study = engine.open_study(study_name, storage, recipe.settings(), recipe.candidates(),
+                              sampler=_sampler(recipe, worker), pruner=pruner)
+    if recipe.sampler == "tpe" and study.user_attrs.get("trials", 0) < recipe.trials:
+        study.set_user_attr("trials", recipe.trials)
+    return study
+
+
+class CompoundSearch(engine.Search):
+    """The compound search's candidates and objective, for the engine."""
+
+    def __init__(self, study: optuna.Study, recipe: Recipe, device: torch.device, prune: bool = False,
+                 on_trial: TrialEnded | None = None):
+        self.study, self.recipe, self.device, self.prune, self.on_trial = study, recipe, device, prune, on_trial
+        self.proxy = recipe.proxy_network()
+        self.base_macs = estimate(self.proxy).macs
+        self.data = None
+
+    def key_of(self, params: dict, attrs: dict) -> Hashable | None:
+        return candidate_key(attrs)
+
+    def wanted(self):
+        extra = [Candidate(**c) for c in self.study.user_attrs.get("extra", [])]
+        for c in self.recipe.candidates() + tuple(extra):
+            yield self._params(asdict(c)), asdict(c)
+
+    def requeued(self, trial: FrozenTrial) -> tuple[dict, dict]:
+        names = [name for name, _ in CANDIDATE_FIELDS] + ["sampled"]
+        attrs = {k: trial.user_attrs[k] for k in names if k in trial.user_attrs}
+        return self._params(attrs), attrs
+
+    def _params(self, attrs: dict) -> dict:
+        """A compound candidate as the sampler's parameters: alpha and beta, and the stage rule when there is a
+        choice; none for a reference."""
+        if attrs["kind"] != "compound":
+            return {}
+        params = {"alpha": attrs["alpha"], "beta": attrs["beta"]}
+        if len(self.recipe.stage_scaling) > 1:
+            params["stage_scaling"] = attrs.get("stage_scaling", "uniform")
+        return params
+
+    def proposed(self, before: int | None = None) -> int:
+        """How many TPE proposals count towards --trials (those before trial number `before`, if given): a repeated
+        proposal that took a finished score counts, as TPE spent a trial on it."""
+        count = 0
+        for t in self.study.get_trials(deepcopy=False):
+            if before is not None and t.number >= before:
+                break
+            if t.user_attrs.get("sampled") and t.user_attrs.get("failure_kind") not in HIDDEN and (
+                    finished(t) or pending(t)):
+                count += 1
+        return count
+
+    def has_work(self) -> bool:
+        if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return True
+        wanted = self.study.user_attrs.get("trials", self.recipe.trials)
+        return (self.recipe.sampler == "tpe" and self.proposed() < wanted) or engine.settle(self) > 0
+
+    def load_data(self) -> None:
+        if self.data is None:
+            p = self.recipe.proxy
+            self.data = load_data(p.data, p.train_size, p.val_size, p.seed, self.device)
+
+    def ended(self, trial: FrozenTrial) -> None:
+        if self.on_trial is not None and not hidden(trial) and candidate_key(trial.user_attrs):
+            done = len(engine.held_keys(self, with_pending=False))
+            self.on_trial(record(trial), done, study_total(self.study))
+
+    def _distribution(self, name: str) -> dict:
+        low, high = getattr(self.recipe, f"{name}_range")
+        return {"low": low, "high": high, "step": SAMPLED_STEP if self.recipe.sampler == "tpe" else None}
+
+    def _propose(self, trial: optuna.Trial) -> dict:
+        """A TPE proposal, or surplus when --trials are already proposed (another worker got there first)."""
+        if self.recipe.sampler != "tpe" or self.proposed(trial.number) >= \
+                self.study.user_attrs.get("trials", self.recipe.trials):
+            trial.set_user_attr("failure_kind", "surplus")
+            raise TrialFailure("surplus: nothing left to train")
+        alpha = round(trial.suggest_float("alpha", **self._distribution("alpha")), 10)
+        beta = round(trial.suggest_float("beta", **self._distribution("beta")), 10)
+        rules = self.recipe.stage_scaling
+        rule = trial.suggest_categorical("stage_scaling", rules) if len(rules) > 1 else rules[0]
+        gamma_squared = 2.0 / (alpha * beta * beta)
+        attrs = {"kind": "compound", "alpha": alpha, "beta": beta,
+                 "gamma": round(math.sqrt(max(1.0, gamma_squared)), 10), "stage_scaling": rule, "sampled": True}
+        for name, value in attrs.items():
+            trial.set_user_attr(name, value)
+        if gamma_squared < 1 - 1e-12:
+            trial.set_user_attr("failure_kind", "infeasible")
+            raise optuna.TrialPruned(f"alpha * beta^2 = {alpha * beta * beta:.3f} > 2 leaves gamma < 1")
+        return attrs
+
+    def score(self, trial: optuna.Trial) -> float:
+        attrs = dict(trial.user_attrs)
+        if "kind" not in attrs:
+            attrs = self._propose(trial)
+        elif attrs["kind"] == "compound":
+            trial.suggest_float("alpha", **self._distribution("alpha"))
+            trial.suggest_float("beta", **self._distribution("beta"))
+            if len(self.recipe.stage_scaling) > 1:
+                trial.suggest_categorical("stage_scaling", self.recipe.stage_scaling)
+        other = engine.duplicate_of(self, trial)
+        if other is not None:  # a repeated proposal takes the score, untrained
+            return engine.take_duplicate(trial, other, reuse=bool(attrs.get("sampled")))
+        return self._train(trial, Candidate(**{name: attrs[name] for name, _ in CANDIDATE_FIELDS if name in attrs}))
+
+    def network(self, candidate: Candidate) -> Spec:
+        """The proxy network that scores `candidate`."""
+        if candidate.kind == "baseline":
+            return self.proxy
+        return compound(self.proxy, candidate.alpha, candidate.beta, candidate.gamma, candidate.phi,
+                        rule=self.recipe.proxy_rule(candidate.stage_scaling))
+
+    def _same_network(self, trial: optuna.Trial, network: Spec, candidate: Candidate) -> FrozenTrial | None:
+        """A trained trial whose candidate rounds to the very same network: its score is this one's (training is
+        deterministic), so it is not trained again. Shallow proxies make this common: ceil rounding gives every
+        alpha in (1, 2] two blocks for a one-block stage."""
+        digest = fingerprint((), network={k: v for k, v in to_dict(network).items() if k != "name"},
+                             repeat=candidate.repeat, epochs=candidate.epochs)
+        trial.set_user_attr("network", digest)
+        return next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                     if t.user_attrs.get("network") == digest and "same_network_as" not in t.user_attrs), None)
+
+    def _train(self, trial: optuna.Trial, candidate: Candidate) -> float:
+        network = self.network(candidate)
+        cost = estimate(network)
+        for name, value in {"flops_ratio": cost.macs / self.base_macs,
+                            "nominal_flops_ratio": candidate.nominal_flops_ratio ** candidate.phi,
+                            "params": cost.params, "macs": cost.macs, "activations": cost.activations,
+                            "resolution": network.resolution}.items():
+            trial.set_user_attr(name, value)
+        twin = self._same_network(trial, network, candidate)
+        if twin is not None:
+            for name in ("top1_per_epoch", "images_per_second"):
+                trial.set_user_attr(name, twin.user_attrs.get(name))
+            trial.set_user_attr("same_network_as", twin.number)
+            return twin.value
+        per_epoch = []
+
+        def report_epoch(epoch: int, top1: float) -> None:
+            record_epoch(trial, per_epoch, top1)
+            trial.report(top1, epoch)
+            if self.prune and candidate.kind == "compound" and trial.should_prune():
+                raise optuna.TrialPruned(f"top-1 {top1:.3f} after epoch {epoch + 1} is below the median")
+
+        p = self.recipe.proxy
+        result = engine.train_for_trial(trial, network, self.data, epochs=candidate.epochs or p.epochs,
+                                        batch_size=p.batch_size, device=self.device, seed=p.seed + candidate.repeat,
+                                        progressive=p.progressive, on_epoch=report_epoch)
+        trial.set_user_attr("images_per_second", result.images_per_second)
+        trial.set_user_attr("wall_seconds", result.wall_seconds)
+        return result.top1
+
+
+def _worker_process(recipe: Recipe, study_name: str, storage: str, device: str, prune: bool, worker: int,
+                    threads: int) -> None:
+    """A worker process of `search(workers=N)`: errors are one line on stderr and the exit status."""
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        with storage_failures():
+            study = open_study(recipe, study_name, storage, worker, prune)
+            engine.work(CompoundSearch(study, recipe, torch.device(device), prune))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except ScalerError as error:
+        print(f"scaler: worker {worker}: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        sys.exit(error.exit_status)
+
+
+def check_request(recipe: Recipe, budget: Budget | None, storage: str, study_name: str, workers: int,
+                  validate_phis: tuple[float, ...], repeats: int, check_ranks: int, check_top: int) -> None:
+    """Everything a search can refuse before it trains: one ScalerError naming the problem."""
+    if workers > 1 and is_sqlite(storage):
+        raise ScalerError(f"workers: {workers} workers cannot share SQLite (it locks under parallel writers); "
+                          f"use a journal file (--storage studies/{study_name}.log) or PostgreSQL")
+    parse_data(recipe.proxy.data)
+    for rule in recipe.stage_scaling:
+        if budget is not None:
+            # A budget no network of the rule can meet (below the smallest, or above phi = MAX_PHI) is refused
+            # now, not after the study. Any coefficients > 1 reach the same smallest network.
+            fit_phi(recipe.baseline, budget, PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, rule=recipe.rule(rule))
+        else:
+            check_cap(resolve_spec(recipe.baseline), recipe.rule(rule))
+    for phi in validate_phis:
+        check_number("validate phi", phi, 0, 8)
+    check_int("repeats", repeats, 0)
+    if check_ranks:
+        check_int("check ranks", check_ranks, recipe.proxy.epochs + 1)
+        check_int("check top", check_top, 2)
+
+
+def search(
+    recipe: Recipe = Recipe(),
+    budget: Budget | None = None,
+    study_name: str = "default",
+    storage: str | None = None,
+    device: str = "auto",
+    on_trial: TrialEnded | None = None,
+    workers: int = 1,
+    prune: bool = False,
+    validate_phis: tuple[float, ...] = (),
+    repeats: int = 0,
+    check_ranks: int = 0,
+    check_top: int = 5,
+    on_start: Callable[[int, int], None] | None = None,
+) -> SearchResult:
+    """Train every candidate of the study not yet trained, with `workers` processes, then fit phi to `budget`
+    with the best compound candidate and write its spec as best.json beside the study. A finished study is
+    reported, not retrained.
+
+    `repeats`: then train the baseline, the three best compound candidates and the best single-dimension
+    reference `repeats` more times with other seeds, measuring the proxy's seed noise (scaler.study.verdict).
+    `check_ranks`: then train the `check_top` best compound candidates for that many epochs, and compare the
+    rankings (Kendall's tau). `validate_phis`: then train the found family at those phis on the proxy, and depth-,
+    width- and resolution-only scaling at the same nominal FLOPs (the paper's scaling curves).
+
+    `on_start(done, total)` is called once the inputs are checked and the study is open, before any training;
+    `on_trial(record, done, total)` as each trial ends. Several machines may run this against one PostgreSQL
+    study at once; each trains what is left.
+    """
+    devices = worker_devices(device, workers)
+    storage = storage or default_storage(study_name)
+    check_request(recipe, budget, storage, study_name, workers, validate_phis, repeats, check_ranks, check_top)
+    with storage_failures():
+        study = open_study(recipe, study_name, storage, prune=prune)
+        here = CompoundSearch(study, recipe, devices[0], prune, on_trial)
+        engine.settle(here, retry_errors=True)
+        if on_start is not None:
+            on_start(len(engine.held_keys(here, with_pending=False)), study_total(study))
+
+        def train_what_is_queued() -> None:
+            if workers == 1:
+                engine.work(here)
+            else:
+                threads = max(1, (os.cpu_count() or 1) // len(devices))
+                engine.run_worker_processes(here, _worker_process, [
+                    (recipe, study_name, storage, str(d), prune, i, threads) for i, d in enumerate(devices)])
+
+        train_what_is_queued()
+        extra = _follow_up(read_search(study_name, storage).trials, repeats, validate_phis, check_ranks, check_top)
+        if extra:
+            known = [Candidate(**c) for c in study.user_attrs.get("extra", [])]
+            study.set_user_attr("extra", [asdict(c) for c in dict.fromkeys(known + list(extra))])
+            engine.settle(here)
+            train_what_is_queued()
+        result = read_search(study_name, storage, budget)
+        if result.verdict is not None and result.verdict.noise is not None:
+            study.set_user_attr("seed_noise", asdict(result.verdict.noise))  # for any tool that opens the study
+    return write_best(result)
+
+
+def _follow_up(trials: tuple[TrialRecord, ...], repeats: int, validate_phis: tuple[float, ...], check_ranks: int,
+               check_top: int) -> tuple[Candidate, ...]:
+    """What the first pass asks to train next: repeats, the found family at other phis, a longer proxy."""
+    best, _ = judge(trials)
+    if best is None:
+        return ()
+    phis = tuple(sorted({float(phi) for phi in validate_phis}))
+    extra = repeat_candidates(trials, repeats) + family_candidates(best.alpha, best.beta, best.gamma, phis,
+                                                                   stage_scaling=best.stage_scaling)
+    return extra + (rank_candidates(trials, check_ranks, check_top) if check_ranks else ())
+
+
+def write_best(result: SearchResult) -> SearchResult:
+    """Write the fitted network's spec as best.json beside the study (when a budget was fitted)."""
+    if result.fit is None:
+        return result
+    path = str(storage_folder(result.storage) / "best.json")
+    save_spec(replace(result.fit.spec, name=f"{resolve_spec(result.recipe.baseline).name}@phi={result.fit.phi:g}"),
+              path)
+    return replace(result, spec_path=path)
+
+
+def study_total(study: optuna.Study) -> int:
+    """How many candidates the study scores: its recipe's, and those queued after it (repeats, validation)."""
+    recipe = stored_recipe(study)
+    extra = {candidate_key(c) for c in study.user_attrs.get("extra", [])} - \
+        {candidate_key(asdict(c)) for c in recipe.candidates()}
+    return recipe.total() + len(extra)  # the validation at phi = 1 repeats the references
+
+
+def stored_recipe(study: optuna.Study) -> Recipe:
+    """The recipe a study was made with (from its user attributes)."""
+    settings = {k: v for k, v in study.user_attrs.get("recipe", {}).items() if k != "version"}
+    recipe = recipe_from_dict(settings, where=f"study {study.study_name}")
+    return replace(recipe, trials=study.user_attrs.get("trials", recipe.trials))
+
+
+def read_search(study_name: str, storage: str, budget: Budget | None = None) -> SearchResult:
+    """Read a study back (writes nothing): its trials, the best compound candidate and its verdict, and the fit
+    of phi to `budget`."""
+    with storage_failures():
+        study = load_study(study_name, storage)
+        recipe = stored_recipe(study)
+        trials = records(study)
+    best, verdict = judge(trials)
+    fit = None
+    if best is not None and budget is not None:
+        fit = fit_phi(recipe.baseline, budget, best.alpha, best.beta, best.gamma, rule=recipe.rule(best.stage_scaling))
+    return SearchResult(study_name, storage, recipe, best, fit, trials, None, verdict)

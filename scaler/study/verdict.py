@@ -1,0 +1,162 @@
+"""A compound study's answer and how sure it is: the winner by mean top-1 over its seeds, the seed noise, the
+winner against the runner-up and the best single-dimension reference (scaler.confidence's test), and whether a
+longer proxy ranks the candidates alike. Also which candidates deserve more seeds, or a longer proxy.
+
+A candidate here is (kind, alpha, beta, gamma, stage_scaling); the records are a compound search's
+(scaler.searches.compound.TrialRecord): any object with those fields and `top1, phi, epochs, repeat,
+same_network_as`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+
+from scaler.confidence import Noise, compare, kendall_tau, seed_noise
+from scaler.grid import Candidate
+
+TEST = "one-sided two-sample t-test at 95 % with the pooled seed noise"
+SINGLE_DIMENSIONS = ("depth", "width", "resolution")
+LOW_TAU = 0.5  # below this, a short proxy ranks candidates unlike a longer training
+
+
+@dataclass(frozen=True)
+class Rival:
+    """A candidate the winner is compared with, and whether the winner beats it by more than the noise."""
+
+    kind: str
+    alpha: float
+    beta: float
+    gamma: float
+    stage_scaling: str
+    difference: float  # winner's mean top-1 minus this candidate's
+    t: float
+    critical: float
+    significant: bool
+
+
+@dataclass(frozen=True)
+class RankCheck:
+    """Kendall's tau between the short proxy's ranking and a longer one's over the same candidates."""
+
+    epochs: int
+    candidates: int
+    kendall_tau: float
+    warning: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How sure the winner is: the seed noise (None when no candidate was repeated), the comparisons, the rank
+    check, and all of it said in one `message`."""
+
+    noise: Noise | None
+    message: str
+    runner_up: Rival | None = None
+    best_reference: Rival | None = None
+    ranks: RankCheck | None = None
+    test: str = TEST
+
+    def to_dict(self) -> dict:
+        data = {"noise": None if self.noise is None else asdict(self.noise), "test": self.test,
+                "message": self.message}
+        for name in ("runner_up", "best_reference"):
+            if getattr(self, name) is not None:
+                data[name] = asdict(getattr(self, name))
+        return data | {"ranks": None if self.ranks is None else asdict(self.ranks)}
+
+
+def candidate_key(record) -> tuple:
+    return record.kind, record.alpha, record.beta, record.gamma, record.stage_scaling
+
+
+def scores(trials: tuple, trained: bool = False) -> dict[tuple, list[float]]:
+    """Top-1 of each candidate at phi = 1 over its seeds (the first training and any repeats); with `trained`,
+    only trainings of their own (not the shared score of a candidate that rounds to an already trained network,
+    which would count one measurement twice)."""
+    found: dict[tuple, list[float]] = {}
+    for t in trials:
+        if t.top1 is not None and t.phi == 1.0 and t.epochs == 0 and not (trained and t.same_network_as is not None):
+            found.setdefault(candidate_key(t), []).append(t.top1)
+    return found
+
+
+def _by_mean(found: dict[tuple, list[float]], kinds: tuple[str, ...]) -> list[tuple]:
+    """The candidates of `kinds`, best mean first."""
+    return sorted((k for k in found if k[0] in kinds), key=lambda k: -statistics.fmean(found[k]))
+
+
+def _rival(key: tuple, winner: list[float], other: list[float], noise: Noise) -> Rival:
+    c = compare(winner, other, noise)
+    return Rival(*key, difference=c.difference, t=c.t, critical=c.critical, significant=c.significant)
+
+
+def _message(winner: tuple, compounds: list[tuple], found: dict, noise: Noise, reference: Rival | None) -> str:
+    tied = [k for k in compounds[1:] if not compare(found[winner], found[k], noise).significant]
+    several_rules = len({k[4] for k in compounds}) > 1  # then every point names its stage rule
+
+    def point(k: tuple) -> str:
+        return f"({k[1]:g}, {k[2]:g}, {k[4]})" if several_rules else f"({k[1]:g}, {k[2]:g})"
+
+    if tied:
+        names = "alpha, beta, stage rule" if several_rules else "alpha, beta"
+        message = f"{names} in {{{', '.join(point(k) for k in [winner, *tied])}}} are indistinguishable on this proxy"
+    else:
+        rule = f" ({winner[4]} stage scaling)" if several_rules else ""
+        message = (f"alpha={winner[1]:g}, beta={winner[2]:g}{rule} beats every other compound candidate by more "
+                   f"than the seed noise")
+    if reference is not None:
+        message += (f"; it {'beats' if reference.significant else 'does not beat'} the best single-dimension "
+                    f"reference ({reference.kind}-only) by more than the noise")
+    return message
+
+
+def judge(trials: tuple):
+    """The best compound candidate by mean top-1 over its seeds (its first trial), and its Verdict; (None, None)
+    when no compound candidate is scored."""
+    found = scores(trials)
+    compounds = _by_mean(found, ("compound",))
+    if not compounds:
+        return None, None
+    winner = compounds[0]
+    best = next(t for t in trials if candidate_key(t) == winner and t.phi == 1.0 and t.repeat == 0
+                and t.top1 is not None)
+    noise = seed_noise(scores(trials, trained=True))
+    ranks = rank_check(trials)
+    if noise is None:
+        return best, Verdict(None, "seed noise not measured (--repeats 0): the winner may be a coin toss",
+                             ranks=ranks)
+    references = _by_mean(found, SINGLE_DIMENSIONS)
+    runner_up = _rival(compounds[1], found[winner], found[compounds[1]], noise) if len(compounds) > 1 else None
+    reference = _rival(references[0], found[winner], found[references[0]], noise) if references else None
+    return best, Verdict(noise, _message(winner, compounds, found, noise, reference), runner_up, reference, ranks)
+
+
+def repeat_candidates(trials: tuple, repeats: int, top: int = 3) -> tuple[Candidate, ...]:
+    """The baseline, the `top` best compound candidates and the best single-dimension reference, each to be
+    trained `repeats` more times with other seeds: the seed noise, where it matters for the answer."""
+    found = scores(tuple(t for t in trials if t.repeat == 0))
+    chosen = _by_mean(found, ("baseline",)) + _by_mean(found, ("compound",))[:top] + \
+        _by_mean(found, SINGLE_DIMENSIONS)[:1]
+    return tuple(Candidate(alpha, beta, gamma, kind, 1.0, r, stage_scaling=rule)
+                 for kind, alpha, beta, gamma, rule in chosen for r in range(1, repeats + 1))
+
+
+def rank_candidates(trials: tuple, epochs: int, top: int) -> tuple[Candidate, ...]:
+    """The `top` best compound candidates again, trained for `epochs` (a longer proxy) with the first seed."""
+    found = scores(tuple(t for t in trials if t.repeat == 0))
+    return tuple(Candidate(alpha, beta, gamma, kind, 1.0, 0, epochs, rule)
+                 for kind, alpha, beta, gamma, rule in _by_mean(found, ("compound",))[:top])
+
+
+def rank_check(trials: tuple) -> RankCheck | None:
+    """Kendall's tau between the short proxy's first scores and the longer proxy's for the same candidates; a
+    warning when it is below LOW_TAU. None until two candidates have both."""
+    long = {(t.alpha, t.beta, t.gamma, t.stage_scaling): t for t in trials if t.epochs > 0 and t.top1 is not None}
+    short = {(t.alpha, t.beta, t.gamma, t.stage_scaling): t.top1 for t in trials
+             if t.kind == "compound" and t.epochs == 0 and t.repeat == 0 and t.phi == 1.0 and t.top1 is not None}
+    keys = [k for k in long if k in short]
+    if len(keys) < 2:
+        return None
+    tau = kendall_tau([short[k] for k in keys], [long[k].top1 for k in keys])
+    return RankCheck(next(iter(long.values())).epochs, len(keys), tau, tau < LOW_TAU)
