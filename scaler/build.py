@@ -103,7 +103,12 @@ def _features_network(spec: Spec) -> Network:
 def build_model(network: Spec | str | Path) -> nn.Module:
     """A freshly initialised torch module for a spec, a baseline name or a spec file."""
     spec = resolve_spec(network)
-    model = ResNet(spec) if spec.family == "resnet" else _features_network(spec)
+    # The layers' own default initialisation draws from the global generator in amounts that depend on the whole
+    # network; those draws are undone, so that `_initialise` starts from the same state for every network and two
+    # networks built after the same seed start with the same weights wherever their leading layers have the same
+    # shapes (common random numbers: candidates of a study are compared seed by seed).
+    with torch.random.fork_rng(devices=[]):
+        model = ResNet(spec) if spec.family == "resnet" else _features_network(spec)
     _initialise(model, spec.norm_momentum)
     return model
 

@@ -338,3 +338,33 @@ def test_cli_training_failure_is_one_line_exit_1(tmp_path):
     assert result.returncode == 1, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("scaler: training failed: loss became")
     assert "Traceback" not in result.stderr
+
+
+def test_repeat_k_of_two_candidates_shares_data_order_augmentation_and_initial_weights(monkeypatch):
+    """Common random numbers: the same seed gives two different candidates (here one deeper and at a larger
+    resolution) the same random stream before every batch (order, crop and flip draws) and the same initial
+    weights wherever their layers have the same shape, so that their scores are compared pair by pair."""
+    import scaler.training as module
+
+    streams, stems, original_crop, original_build = {}, {}, module.random_crop_flip, module.build_model
+
+    def recorded_crop(images, generator, pad):
+        streams.setdefault(images.shape[-1], []).append(generator.get_state().clone())
+        return original_crop(images, generator, pad)
+
+    def recorded_build(spec):
+        model = original_build(spec)
+        stems[spec.resolution] = [p.detach().clone() for p in model.features[:2].parameters()]
+        return model
+
+    monkeypatch.setattr(module, "random_crop_flip", recorded_crop)
+    monkeypatch.setattr(module, "build_model", recorded_build)
+    data = load_data("synthetic", 96, 32, 0, torch.device("cpu"))
+    deeper = scaler.scale(TINY, depth=2.0, resolution=40)
+    for network in (TINY, deeper):
+        train(network, data, epochs=2, batch_size=32, device="cpu", seed=3)
+    small, large = streams[32], streams[40]
+    assert len(small) == len(large) == 6 and all(torch.equal(a, b) for a, b in zip(small, large))
+    assert all(torch.equal(a, b) for a, b in zip(stems[32], stems[40]))  # stem and first block: same shapes
+    train(TINY, data, epochs=1, batch_size=32, device="cpu", seed=4)
+    assert not torch.equal(streams[32][-1], small[0])  # another seed, another stream
