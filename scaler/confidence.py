@@ -2,18 +2,23 @@
 whether two proxies rank candidates alike.
 
 A short proxy training is noisy: the same candidate trained with another seed scores differently. The noise is
-measured by training some candidates with several seeds and pooling their variances (`seed_noise`). Two
-candidates are told apart by a one-sided two-sample t-test with that pooled standard deviation (`compare`):
-the winner's mean top-1 must exceed the other's by more than the 95 % critical value of Student's t times the
-standard error of the difference, with the pooled degrees of freedom. Rank agreement between a short and a
-long proxy is Kendall's tau-b (`kendall_tau`), which allows ties.
+measured by training some candidates with several seeds and pooling their variances (`seed_noise`).
+
+Repeat k of every candidate shares its data order, augmentation draws and initialisation seed (common random
+numbers), so two candidates trained with the same seeds are compared pair by pair: a one-sided paired t-test on
+the per-seed differences (`compare_paired`), whose noise (`difference_noise`) is what decides, and is smaller than
+a score's noise when the seeds push both candidates alike. Candidates that share fewer than two seeds are told
+apart by a one-sided two-sample t-test with the pooled seed noise (`compare`). Either way the winner's mean must
+exceed the other's by more than the 95 % critical value of Student's t times the standard error of the difference.
+Rank agreement between a short and a long proxy is Kendall's tau-b (`kendall_tau`), which allows ties.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from itertools import combinations
 from dataclasses import dataclass
 
 from scaler.errors import ScalerError
@@ -58,11 +63,13 @@ def seed_noise(runs: dict[Hashable, Sequence[float]]) -> Noise | None:
 class Comparison:
     """Whether candidate `a` beats candidate `b` by more than the noise."""
 
-    difference: float  # mean top-1 of a minus mean top-1 of b
+    difference: float  # mean top-1 of a minus mean top-1 of b (paired: the mean of the per-seed differences)
     standard_error: float
     t: float
     critical: float
     significant: bool
+    paired: bool = False  # a paired test on the seeds both share, or the two-sample test with the pooled noise
+    dof: int = 0
 
 
 def compare(a: Sequence[float], b: Sequence[float], noise: Noise) -> Comparison:
@@ -71,9 +78,44 @@ def compare(a: Sequence[float], b: Sequence[float], noise: Noise) -> Comparison:
         raise ScalerError("compare: each side needs at least one score")
     difference = statistics.fmean(a) - statistics.fmean(b)
     error = noise.std * math.sqrt(1 / len(a) + 1 / len(b))
-    t = difference / error if error > 0 else math.copysign(math.inf, difference) if difference else 0.0
+    t = _t(difference, error)
     critical = t_critical(noise.dof)
-    return Comparison(difference, error, t, critical, t > critical)
+    return Comparison(difference, error, t, critical, t > critical, False, noise.dof)
+
+
+def _t(difference: float, error: float) -> float:
+    return difference / error if error > 0 else math.copysign(math.inf, difference) if difference else 0.0
+
+
+def compare_paired(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison | None:
+    """One-sided paired t-test of mean(a - b) > 0 over the seeds (repeat indices) both were trained with; None
+    when they share fewer than two."""
+    shared = sorted(set(a) & set(b))
+    if len(shared) < 2:
+        return None
+    differences = [a[k] - b[k] for k in shared]
+    mean = statistics.fmean(differences)
+    error = statistics.stdev(differences) / math.sqrt(len(shared))
+    t, critical = _t(mean, error), t_critical(len(shared) - 1)
+    return Comparison(mean, error, t, critical, t > critical, True, len(shared) - 1)
+
+
+def compare_seeds(a: Mapping[int, float], b: Mapping[int, float], noise: Noise) -> Comparison:
+    """The paired test where the candidates share two or more seeds, else the two-sample test with `noise`."""
+    return compare_paired(a, b) or compare(list(a.values()), list(b.values()), noise)
+
+
+def difference_noise(runs: Mapping[Hashable, Mapping[int, float]]) -> Noise | None:
+    """The pooled standard deviation of the per-seed difference between two candidates, over every pair that
+    shares two or more seeds; None when no pair does. Beside `seed_noise`, it says how much common random numbers
+    take out of a comparison."""
+    variances = []
+    for a, b in combinations(runs.values(), 2):
+        shared = sorted(set(a) & set(b))
+        if len(shared) >= 2:
+            variances.append((statistics.variance([a[k] - b[k] for k in shared]), len(shared) - 1))
+    dof = sum(d for _, d in variances)
+    return Noise(math.sqrt(sum(v * d for v, d in variances) / dof), dof) if dof else None
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaler.confidence import Noise, compare, kendall_tau, seed_noise, t_critical
+from scaler.confidence import (Noise, compare, compare_paired, difference_noise, kendall_tau, seed_noise,
+                               t_critical)
 from scaler.errors import ScalerError
 from scaler.searches.compound import TrialRecord, search
 from scaler.searches.compound_recipe import QUICK, recipe_from_dict
@@ -90,13 +91,15 @@ def record(number, kind, alpha, beta, top1, repeat=0, gamma=1.0, epochs=0):
                        macs=1, activations=1, wall_seconds=1.0, failure=None, same_network_as=None)
 
 
-def study_trials(winner, runner_up, reference, spread):
-    """Three seeds each of two compound candidates and a width-only reference, +-`spread` around the means."""
+def study_trials(winner, runner_up, reference, spread, correlated=False):
+    """Three seeds each of two compound candidates and a width-only reference, +-`spread` around the means: the
+    seeds push each candidate its own way, or (`correlated`, as common random numbers can) all alike."""
+    orders = [(0.0, 1, -1)] * 3 if correlated else [(0.0, 1, -1), (1, -1, 0.0), (-1, 0.0, 1)]
     trials, number = [], 0
-    for kind, alpha, beta, mean in (("compound", 1.2, 1.1, winner), ("compound", 1.1, 1.2, runner_up),
-                                    ("width", 1.0, 1.414, reference)):
-        for repeat, offset in enumerate((0.0, spread, -spread)):
-            trials.append(record(number, kind, alpha, beta, mean + offset, repeat))
+    for (kind, alpha, beta, mean), order in zip((("compound", 1.2, 1.1, winner), ("compound", 1.1, 1.2, runner_up),
+                                                 ("width", 1.0, 1.414, reference)), orders):
+        for repeat, offset in enumerate(order):
+            trials.append(record(number, kind, alpha, beta, mean + offset * spread, repeat))
             number += 1
     return tuple(trials)
 
@@ -117,6 +120,33 @@ def test_the_verdict_says_plainly_when_candidates_are_indistinguishable():
     assert verdict.message.startswith("alpha, beta in {(1.2, 1.1), (1.1, 1.2)} are indistinguishable")
     assert verdict.message.endswith("does not beat the best single-dimension reference (width-only) by more than "
                                        "the noise")
+
+
+def test_the_paired_test_on_hand_computed_values():
+    a, b = {0: 0.70, 1: 0.74, 2: 0.69}, {0: 0.66, 1: 0.71, 2: 0.64, 3: 0.9}
+    c = compare_paired(a, b)  # differences 0.04, 0.03, 0.05 over the three shared seeds
+    assert c.paired and c.dof == 2 and c.difference == pytest.approx(0.04)
+    assert c.standard_error == pytest.approx(0.01 / math.sqrt(3))
+    assert c.t == pytest.approx(0.04 / (0.01 / math.sqrt(3))) and c.critical == 2.920 and c.significant
+    assert compare_paired({0: 0.7}, {0: 0.6, 1: 0.5}) is None  # one shared seed: no paired test
+
+
+def test_the_noise_of_a_difference_pools_every_pair_that_shares_seeds():
+    runs = {"a": {0: 0.70, 1: 0.74, 2: 0.69}, "b": {0: 0.66, 1: 0.71, 2: 0.64}, "c": {0: 0.5}}
+    noise = difference_noise(runs)  # only a-b share two or more seeds: differences 0.04, 0.03, 0.05
+    assert noise.dof == 2 and noise.std == pytest.approx(0.01)
+    assert difference_noise({"a": {0: 0.7}, "b": {1: 0.6}}) is None
+
+
+def test_common_random_numbers_tell_apart_what_the_noise_of_a_score_cannot():
+    """Seeds that push every candidate alike: the scores spread by 0.02, their differences not at all. The paired
+    test sees the 0.005 lead; the two-sample test would not."""
+    _, verdict = judge(study_trials(0.705, 0.70, 0.69, 0.02, correlated=True))
+    assert verdict.runner_up.paired and verdict.runner_up.significant
+    assert verdict.noise.std == pytest.approx(0.02) and verdict.difference_noise.std == pytest.approx(0.0, abs=1e-9)
+    assert not compare([0.705, 0.725, 0.685], [0.70, 0.72, 0.68], verdict.noise).significant
+    assert verdict.winner.mean == pytest.approx(0.705) and verdict.winner.n == 3
+    assert verdict.winner.standard_error == pytest.approx(0.02 / math.sqrt(3))
 
 
 def test_without_repeats_the_verdict_says_the_noise_is_unknown():

@@ -9,13 +9,15 @@ same_network_as`.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass
 
-from scaler.confidence import Noise, compare, kendall_tau, seed_noise
+from scaler.confidence import Comparison, Noise, compare_seeds, difference_noise, kendall_tau, seed_noise
 from scaler.grid import Candidate
 
-TEST = "one-sided two-sample t-test at 95 % with the pooled seed noise"
+TEST = ("one-sided paired t-test at 95 % on the per-seed differences (seeds are common random numbers); the "
+        "two-sample t-test with the pooled seed noise where two candidates share fewer than two seeds")
 SINGLE_DIMENSIONS = ("depth", "width", "resolution")
 LOW_TAU = 0.5  # below this, a short proxy ranks candidates unlike a longer training
 
@@ -29,10 +31,12 @@ class Rival:
     beta: float
     gamma: float
     stage_scaling: str
-    difference: float  # winner's mean top-1 minus this candidate's
+    difference: float  # winner's mean top-1 minus this candidate's (paired: the mean per-seed difference)
     t: float
     critical: float
     significant: bool
+    paired: bool = False  # the paired test on the seeds both share; else the two-sample test
+    standard_error: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,20 @@ class RankCheck:
 
 
 @dataclass(frozen=True)
+class Standing:
+    """The winner's score: its mean top-1 over its seeds, how many, and the standard error of that mean (None
+    while the seed noise is unknown)."""
+
+    mean: float
+    n: int
+    standard_error: float | None
+
+
+@dataclass(frozen=True)
 class Verdict:
-    """How sure the winner is: the seed noise (None when no candidate was repeated), the comparisons, the rank
-    check, and all of it said in one `message`."""
+    """How sure the winner is: its mean, the seed noise (None when no candidate was repeated) and the noise of a
+    per-seed difference between two candidates, the comparisons, the rank check, and all of it said in one
+    `message`."""
 
     noise: Noise | None
     message: str
@@ -56,10 +71,13 @@ class Verdict:
     best_reference: Rival | None = None
     ranks: RankCheck | None = None
     test: str = TEST
+    winner: Standing | None = None
+    difference_noise: Noise | None = None
 
     def to_dict(self) -> dict:
         data = {"noise": None if self.noise is None else asdict(self.noise), "test": self.test,
-                "message": self.message}
+                "message": self.message, "winner": None if self.winner is None else asdict(self.winner),
+                "difference_noise": None if self.difference_noise is None else asdict(self.difference_noise)}
         for name in ("runner_up", "best_reference"):
             if getattr(self, name) is not None:
                 data[name] = asdict(getattr(self, name))
@@ -70,15 +88,20 @@ def candidate_key(record) -> tuple:
     return record.kind, record.alpha, record.beta, record.gamma, record.stage_scaling
 
 
-def scores(trials: tuple, trained: bool = False) -> dict[tuple, list[float]]:
-    """Top-1 of each candidate at phi = 1 over its seeds (the first training and any repeats); with `trained`,
-    only trainings of their own (not the shared score of a candidate that rounds to an already trained network,
+def seed_scores(trials: tuple, trained: bool = False) -> dict[tuple, dict[int, float]]:
+    """Top-1 of each candidate at phi = 1 by seed (repeat index: 0 for the first training); with `trained`, only
+    trainings of their own (not the shared score of a candidate that rounds to an already trained network,
     which would count one measurement twice)."""
-    found: dict[tuple, list[float]] = {}
+    found: dict[tuple, dict[int, float]] = {}
     for t in trials:
         if t.top1 is not None and t.phi == 1.0 and t.epochs == 0 and not (trained and t.same_network_as is not None):
-            found.setdefault(candidate_key(t), []).append(t.top1)
+            found.setdefault(candidate_key(t), {})[t.repeat] = t.top1
     return found
+
+
+def scores(trials: tuple, trained: bool = False) -> dict[tuple, list[float]]:
+    """Top-1 of each candidate at phi = 1 over its seeds (see `seed_scores`)."""
+    return {key: list(by_seed.values()) for key, by_seed in seed_scores(trials, trained).items()}
 
 
 def _by_mean(found: dict[tuple, list[float]], kinds: tuple[str, ...]) -> list[tuple]:
@@ -86,13 +109,19 @@ def _by_mean(found: dict[tuple, list[float]], kinds: tuple[str, ...]) -> list[tu
     return sorted((k for k in found if k[0] in kinds), key=lambda k: -statistics.fmean(found[k]))
 
 
-def _rival(key: tuple, winner: list[float], other: list[float], noise: Noise) -> Rival:
-    c = compare(winner, other, noise)
-    return Rival(*key, difference=c.difference, t=c.t, critical=c.critical, significant=c.significant)
+def _rival(key: tuple, c: Comparison) -> Rival:
+    return Rival(*key, difference=c.difference, t=c.t, critical=c.critical, significant=c.significant,
+                 paired=c.paired, standard_error=c.standard_error)
 
 
-def _message(winner: tuple, compounds: list[tuple], found: dict, noise: Noise, reference: Rival | None) -> str:
-    tied = [k for k in compounds[1:] if not compare(found[winner], found[k], noise).significant]
+def standing(by_seed: dict[int, float], noise: Noise | None) -> Standing:
+    """A candidate's mean over its seeds, their number, and the standard error by the seed noise."""
+    n = len(by_seed)
+    return Standing(statistics.fmean(by_seed.values()), n, None if noise is None else noise.std / math.sqrt(n))
+
+
+def _message(winner: tuple, compounds: list[tuple], seeds: dict, noise: Noise, reference: Rival | None) -> str:
+    tied = [k for k in compounds[1:] if not compare_seeds(seeds[winner], seeds[k], noise).significant]
     several_rules = len({k[4] for k in compounds}) > 1  # then every point names its stage rule
 
     def point(k: tuple) -> str:
@@ -114,7 +143,8 @@ def _message(winner: tuple, compounds: list[tuple], found: dict, noise: Noise, r
 def judge(trials: tuple):
     """The best compound candidate by mean top-1 over its seeds (its first trial), and its Verdict; (None, None)
     when no compound candidate is scored."""
-    found = scores(trials)
+    seeds = seed_scores(trials)
+    found = {key: list(by_seed.values()) for key, by_seed in seeds.items()}
     compounds = _by_mean(found, ("compound",))
     if not compounds:
         return None, None
@@ -125,11 +155,12 @@ def judge(trials: tuple):
     ranks = rank_check(trials)
     if noise is None:
         return best, Verdict(None, "seed noise not measured (--repeats 0): the winner may be a coin toss",
-                             ranks=ranks)
+                             ranks=ranks, winner=standing(seeds[winner], None))
     references = _by_mean(found, SINGLE_DIMENSIONS)
-    runner_up = _rival(compounds[1], found[winner], found[compounds[1]], noise) if len(compounds) > 1 else None
-    reference = _rival(references[0], found[winner], found[references[0]], noise) if references else None
-    return best, Verdict(noise, _message(winner, compounds, found, noise, reference), runner_up, reference, ranks)
+    rivals = [_rival(k, compare_seeds(seeds[winner], seeds[k], noise)) if k else None
+              for k in (compounds[1] if len(compounds) > 1 else None, references[0] if references else None)]
+    return best, Verdict(noise, _message(winner, compounds, seeds, noise, rivals[1]), *rivals, ranks,
+                         winner=standing(seeds[winner], noise), difference_noise=difference_noise(seeds))
 
 
 def repeat_candidates(trials: tuple, repeats: int, top: int = 3) -> tuple[Candidate, ...]:
