@@ -20,9 +20,11 @@ from scaler.errors import ScalerError, check_number, check_output_file
 from scaler.estimator import estimate
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, UNIFORM, StageRule, compound, stage_rule
 from scaler.searches.baseline import BAND, BaselineResult
-from scaler.searches.compound import SearchResult, TrialRecord
+from scaler.searches.compound import SearchResult, TrialRecord, trial_candidate
 from scaler.studies import read_study
 from scaler.study.storage import find_study, storage_folder
+from scaler.study.trials import candidate_states
+from scaler.study.verdict import candidate_key, seed_scores, standing
 
 FORMATS = (".png", ".svg", ".pdf")
 FLOPS_AXIS = "FLOPs per image (multiply-adds, millions)"
@@ -71,8 +73,13 @@ class StudyPlot:
     unscored: tuple[TrialRecord, ...]  # failed, pruned, running or waiting: listed, not plotted as points
     # With a family validation (--validate-phi): per rule, (phi, MACs, top-1) from phi = 0 (the baseline) up.
     curves: tuple[tuple[str, tuple[tuple[float, int, float], ...]], ...] = ()
-    noise_std: float | None = None  # the study's seed noise: error bars of +-1 standard deviation
+    noise_std: float | None = None  # the study's seed noise
     landscape_rule: str = "uniform"
+    # Per point of `scored`: its candidate's mean top-1 over its seeds (where it is drawn), how many seeds, and
+    # the standard error of that mean (the error bar; None while the seed noise is unknown).
+    means: tuple[float, ...] = ()
+    seeds: tuple[int, ...] = ()
+    standard_errors: tuple[float | None, ...] = ()
 
 
 def pareto_front(points: list[tuple[int, float, float]]) -> tuple[int, ...]:
@@ -87,28 +94,41 @@ def pareto_front(points: list[tuple[int, float, float]]) -> tuple[int, ...]:
 
 
 def study_plot_data(result: SearchResult) -> StudyPlot:
-    # Each candidate's first training on the study's proxy; its repeats with other seeds give the error bars (the
-    # seed noise); a rank check's longer trainings are another proxy and are left out.
+    """Each candidate once, at its first training on the study's proxy, drawn at its mean over its seeds with the
+    standard error of that mean; a rank check's longer trainings are another proxy and are left out."""
     scored = tuple(t for t in result.trials if t.top1 is not None and t.macs is not None and t.repeat == 0
                    and t.epochs == 0)
-    rule = result.best.stage_scaling if result.best is not None else result.recipe.stage_scaling[0]
-    landscape = tuple((t.alpha, t.beta, t.gamma, t.top1) for t in scored
-                      if t.kind == "compound" and t.stage_scaling == rule)
     noise = None if result.verdict is None else result.verdict.noise
+    by_seed = seed_scores(result.trials)
+    standings = [standing(by_seed.get(candidate_key(t), {0: t.top1}), noise) if t.phi == 1.0 else
+                 standing({0: t.top1}, noise) for t in scored]
+    mean = {t.number: s.mean for t, s in zip(scored, standings)}
+    rule = result.best.stage_scaling if result.best is not None else result.recipe.stage_scaling[0]
+    landscape = tuple((t.alpha, t.beta, t.gamma, mean[t.number]) for t in scored
+                      if t.kind == "compound" and t.stage_scaling == rule)
     curves = []
     if any(t.kind == "family" for t in scored):
-        start = [(0.0, t.macs, t.top1) for t in scored if t.kind == "baseline"]
+        start = [(0.0, t.macs, mean[t.number]) for t in scored if t.kind == "baseline"]
         for kind in ("family", "depth", "width", "resolution"):
-            points = sorted(start + [(t.phi, t.macs, t.top1) for t in scored
+            points = sorted(start + [(t.phi, t.macs, mean[t.number]) for t in scored
                                      if t.kind == kind and t.stage_scaling == rule])
             curves.append((STYLE[kind][0], tuple(points)))
     return StudyPlot(
         study_name=result.study_name, trials=result.trials, scored=scored,
-        pareto=pareto_front([(t.number, t.macs, t.top1) for t in scored]),
+        pareto=pareto_front([(t.number, t.macs, mean[t.number]) for t in scored]),
         chosen=None if result.best is None else result.best.number, landscape=landscape,
-        unscored=tuple(t for t in result.trials if t.top1 is None), curves=tuple(curves),
+        unscored=unscored(result.trials), curves=tuple(curves),
         noise_std=None if noise is None else noise.std, landscape_rule=rule,
+        means=tuple(s.mean for s in standings), seeds=tuple(s.n for s in standings),
+        standard_errors=tuple(s.standard_error for s in standings),
     )
+
+
+def unscored(trials: tuple[TrialRecord, ...]) -> tuple[TrialRecord, ...]:
+    """Trials without a score whose candidate has none either: failed, pruned, running or waiting. A trial cut off
+    and trained again by a later one is done, not failed."""
+    scored = {trial_candidate(t) for t in trials if t.top1 is not None}
+    return tuple(t for t in trials if t.top1 is None and trial_candidate(t) not in scored)
 
 
 def point_series(data: StudyPlot) -> tuple[tuple[str, str, str, bool, tuple[TrialRecord, ...]], ...]:
@@ -130,15 +150,18 @@ def draw_study(data: StudyPlot) -> Figure:
     figure = Figure(figsize=(13, 5.2))
     ax, land = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
     by_number = {t.number: t for t in data.scored}
+    mean = dict(zip(by_number, data.means))
+    error = dict(zip(by_number, data.standard_errors))
     for label, marker, colour, hollow, points in point_series(data):
         kind = points[0].kind
-        ax.scatter([t.macs / 1e6 for t in points], [t.top1 for t in points], marker=marker,
+        ax.scatter([t.macs / 1e6 for t in points], [mean[t.number] for t in points], marker=marker,
                    s=90 if kind != "compound" else 40, label=label, zorder=3,
                    facecolors="none" if hollow else colour, edgecolors=colour if hollow else "white",
                    linewidths=1.2 if hollow else 0.5)
         if data.noise_std is not None:
-            ax.errorbar([t.macs / 1e6 for t in points], [t.top1 for t in points], yerr=data.noise_std,
-                        fmt="none", ecolor=colour, alpha=0.5, capsize=2, zorder=2)
+            ax.errorbar([t.macs / 1e6 for t in points], [mean[t.number] for t in points],
+                        yerr=[error[t.number] for t in points], fmt="none", ecolor=colour, alpha=0.5, capsize=2,
+                        zorder=2)
     colours = {label: colour for label, _, colour in STYLE.values()}
     for label, points in data.curves:
         ax.plot([macs / 1e6 for _, macs, _ in points], [top1 for _, _, top1 in points], color=colours[label],
@@ -148,12 +171,12 @@ def draw_study(data: StudyPlot) -> Figure:
                         color=colours[label])
     front = [by_number[n] for n in data.pareto]
     if front:
-        ax.step([t.macs / 1e6 for t in front], [t.top1 for t in front], where="post", color="gray", linestyle="--",
-                linewidth=1, label="Pareto front", zorder=2)
+        ax.step([t.macs / 1e6 for t in front], [mean[t.number] for t in front], where="post", color="gray",
+                linestyle="--", linewidth=1, label="Pareto front", zorder=2)
     if data.chosen is not None:
         best = by_number[data.chosen]
         ax.annotate(f"chosen: alpha={best.alpha:g}, beta={best.beta:g}, gamma={best.gamma:.3f}",
-                    (best.macs / 1e6, best.top1), xytext=(10, 10), textcoords="offset points", fontsize=8,
+                    (best.macs / 1e6, mean[best.number]), xytext=(10, 10), textcoords="offset points", fontsize=8,
                     arrowprops={"arrowstyle": "->", "color": "black"})
     failed = [t for t in data.unscored if t.state == "FAIL"]
     pruned = [t for t in data.unscored if t.state == "PRUNED"]
@@ -161,7 +184,7 @@ def draw_study(data: StudyPlot) -> Figure:
                                        f"{len(pruned)} pruned" if pruned else "") if part)
     ax.set_xlabel(FLOPS_AXIS)
     ax.set_ylabel("top-1 on the proxy")
-    bars = "" if data.noise_std is None else f"; error bars: seed noise, +-{data.noise_std:.3f}"
+    bars = "" if data.noise_std is None else "; mean over seeds, error bars: its standard error"
     ax.set_title(f"study {data.study_name}: top-1 against FLOPs" + (f" ({note}, not shown)" if note else "") + bars,
                  fontsize=10)
     ax.grid(alpha=0.3)
@@ -296,7 +319,7 @@ def baseline_plot_data(result: BaselineResult) -> BaselinePlot:
         study_name=result.study_name, target_macs=target, band=(BAND[0] * target, BAND[1] * target),
         points=points, pareto=pareto_front([(n, macs, top1) for n, macs, top1, _ in points]),
         best=None if result.best is None else result.best.number, rejected=result.rejected,
-        failed=sum(t.state == "FAIL" for t in result.trials),
+        failed=list(candidate_states(result.trials, lambda t: t.choices).values()).count("FAIL"),
     )
 
 

@@ -10,9 +10,10 @@ from scaler.budget import budget_from_units
 from scaler.errors import ScalerError
 from scaler.plot import DEFAULT_RULES, found_rule, plot_family, plot_study
 from scaler.scaling import compound
-from scaler.searches.compound import SearchResult, read_search
+from scaler.searches.compound import SearchResult, read_search, trial_candidate
 from scaler.study.storage import find_study, storage_folder
-from scaler.tables import markdown_table, stage_table
+from scaler.study.trials import candidate_states
+from scaler.tables import markdown_table, mean_text, stage_table
 
 
 def trial_rows(result: SearchResult) -> tuple[list[str], list[list]]:
@@ -35,19 +36,20 @@ def write_report(result: SearchResult, folder: str | Path, figures: dict[str, Pa
     folder = Path(folder)
     r = result.recipe
     settings = [[name, f"`{value}`"] for name, value in r.to_dict().items()]
-    compound_trials = [t for t in result.trials if t.kind == "compound"]
-    done = sum(t.state == "COMPLETE" for t in result.trials)
+    states = candidate_states(result.trials, trial_candidate)
+    compounds = sum(k[3] == "compound" and k[4:7] == (1.0, 0, 0) for k in states)  # kind; phi, repeat, epochs
+    done = list(states.values()).count("COMPLETE")
     parts = [
         f"# Study `{result.study_name}`",
-        f"Storage: `{result.storage}`. {len(result.trials)} candidates recorded, {done} complete. FLOPs are "
-        "multiply-adds of conv and linear layers per image, as in the EfficientNet paper.",
+        f"Storage: `{result.storage}`. {len(states)} candidates, {done} scored, in {len(result.trials)} trials. "
+        "FLOPs are multiply-adds of conv and linear layers per image, as in the EfficientNet paper.",
         "## Settings",
         markdown_table(["setting", "value"], settings),
         "## Grid",
         (f"Sampler `{r.sampler}`: alpha in [{r.alpha_range[0]:g}, {r.alpha_range[1]:g}], beta in "
          f"[{r.beta_range[0]:g}, {r.beta_range[1]:g}]" + (f", step {r.step:g}" if r.sampler == "grid" else
                                                           f", {r.trials} TPE proposals") +
-         f"; gamma from alpha·beta²·gamma² = 2, kept where gamma >= 1: {len(compound_trials)} compound candidates, "
+         f"; gamma from alpha·beta²·gamma² = 2, kept where gamma >= 1: {compounds} compound candidates, "
          f"plus the baseline and depth-, width- and resolution-only references at the same nominal FLOPs. Every "
          f"candidate scales `{r.baseline}` shrunk to width {r.proxy.width:g}, depth {r.proxy.depth:g} and "
          f"{r.proxy.resolution} px, trained {r.proxy.epochs} epochs"
@@ -76,7 +78,8 @@ def _winner_section(result: SearchResult) -> list[str]:
                   for t in result.trials if t.kind in ("baseline", "depth", "width", "resolution")
                   and t.phi == 1.0 and t.repeat == 0 and t.epochs == 0 and t.top1 is not None}
     lines = [f"alpha = {best.alpha:g}, beta = {best.beta:g}, gamma = {best.gamma:.4f}, {best.stage_scaling} stage "
-             f"scaling (trial {best.number}): top-1 {best.top1:.4f} at {best.flops_ratio:.2f}x the proxy's FLOPs."]
+             f"scaling (trial {best.number}): {mean_text(result.verdict.winner)} at {best.flops_ratio:.2f}x the "
+             f"proxy's FLOPs."]
     lines += [f"- {kind}: top-1 {t.top1:.4f} at {t.flops_ratio:.2f}x ({best.top1 - t.top1:+.4f} for the winner)"
               for kind, t in references.items()]
     verdict = result.verdict

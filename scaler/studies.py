@@ -10,12 +10,19 @@ import optuna
 from scaler.errors import ScalerError
 from scaler.searches.baseline import (BaselineResult, BaselineTrial, baseline_records, best_candidate,
                                       read_baseline_search)
-from scaler.searches.compound import SearchResult, TrialRecord, read_search, records, stored_recipe, study_total
+from scaler.searches.compound import (SearchResult, TrialRecord, read_search, records, stored_recipe, study_total,
+                                      trial_candidate)
 from scaler.study.storage import find_study, load_study, local_storages, open_storage, storage_failures, study_kind
+from scaler.study.trials import candidate_states
+from scaler.study.verdict import Standing, judge
 
 
 @dataclass(frozen=True)
 class StudySummary:
+    """A study's progress, counted in candidates (a trial cut off and trained again counts as done), and its
+    winner: a compound study's by mean top-1 over its seeds (`winner` has that mean, n and standard error), a
+    baseline study's by reward."""
+
     name: str
     storage: str
     kind: str  # "compound" (scaler search) or "baseline" (scaler baseline-search)
@@ -26,26 +33,29 @@ class StudySummary:
     pruned: int
     running: int
     best: TrialRecord | BaselineTrial | None
+    winner: Standing | None = None
+
+
+def _counts(states: list[str]) -> tuple[int, int, int, int]:
+    return tuple(states.count(state) for state in ("COMPLETE", "FAIL", "PRUNED", "RUNNING"))
 
 
 def summarise(study: optuna.Study, url: str) -> StudySummary:
     """One study's progress and best candidate."""
     if study_kind(study) == "baseline":
         trials = baseline_records(study)
-        states = [t.state for t in trials]
+        states = list(candidate_states(trials, lambda t: t.choices).values())
         return StudySummary(study.study_name, url, "baseline", "tpe", study.user_attrs.get("trials", len(trials)),
-                            states.count("COMPLETE"), states.count("FAIL"), 0, states.count("RUNNING"),
-                            best_candidate(trials))
+                            *_counts(states), best_candidate(trials))
     trials = records(study)
-    states = [t.state for t in trials]
-    best = max((t for t in trials if t.kind == "compound" and t.top1 is not None), key=lambda t: t.top1,
-               default=None)
+    states = list(candidate_states(trials, trial_candidate).values())
+    best, verdict = judge(trials)
     try:
         sampler, total = stored_recipe(study).sampler, study_total(study)
     except ScalerError:
-        sampler, total = "?", len(trials)  # a study scaler did not make, or an older version's
-    return StudySummary(study.study_name, url, "compound", sampler, total, states.count("COMPLETE"),
-                        states.count("FAIL"), states.count("PRUNED"), states.count("RUNNING"), best)
+        sampler, total = "?", len(states)  # a study scaler did not make, or an older version's
+    return StudySummary(study.study_name, url, "compound", sampler, total, *_counts(states), best,
+                        None if verdict is None else verdict.winner)
 
 
 def list_studies(storage: str | None = None) -> list[StudySummary]:

@@ -120,21 +120,33 @@ def candidate_text(record, digits: int = 3) -> str:
     return f"alpha={record.alpha:g} beta={record.beta:g} gamma={record.gamma:.{digits}f}{rule}"
 
 
-def best_line(best) -> str:
-    return f"best: {candidate_text(best, 4)} top-1 {best.top1:.3f}"
+def mean_text(winner) -> str:
+    """A winner's mean top-1, its standard error and its number of seeds (scaler.study.verdict.Standing)."""
+    error = "" if winner.standard_error is None else f" ± {winner.standard_error:.3f}"
+    return f"top-1 {winner.mean:.3f}{error} (mean of {winner.n} seed{'s' * (winner.n > 1)})"
+
+
+def best_line(best, verdict) -> str:
+    """The winner, by its mean over its seeds."""
+    return f"best: {candidate_text(best, 4)} {mean_text(verdict.winner)}"
 
 
 def verdict_text(verdict) -> str:
     """The seed noise and what it says about the winner, and the rank check (scaler.study.verdict.Verdict)."""
     noise, ranks = verdict.noise, verdict.ranks
     line = verdict.message if noise is None else (f"seed noise: top-1 std {noise.std:.4f} ({noise.dof} degrees of "
-                                                  f"freedom); {verdict.message}")
+                                                  f"freedom){_difference_text(verdict)}; {verdict.message}")
     if ranks is not None:
         line += (f"\nrank check: Kendall's tau {ranks.kendall_tau:.2f} between the proxy's ranking and a "
                  f"{ranks.epochs}-epoch one over {ranks.candidates} candidates"
                  + ("; WARNING: low, the short proxy does not rank candidates as a longer training does"
                     if ranks.warning else ""))
     return line
+
+
+def _difference_text(verdict) -> str:
+    d = verdict.difference_noise
+    return "" if d is None else f", of a per-seed difference {d.std:.4f} ({d.dof})"
 
 
 def trials_table(trials) -> str:
@@ -161,7 +173,7 @@ def search_text(result) -> str:
     """A compound search's trials, winner, verdict and budget fit (scaler.searches.compound.SearchResult)."""
     lines = [trials_table(result.trials)]
     if result.best is not None:
-        lines += [best_line(result.best), verdict_text(result.verdict)]
+        lines += [best_line(result.best, result.verdict), verdict_text(result.verdict)]
     if result.fit is not None:
         f = result.fit
         lines += [f"phi {f.phi:.2f}: {f.params:,} params, {f.macs:,} FLOPs (MACs), {f.spec.resolution} px, peak "
@@ -178,7 +190,7 @@ def study_text(result) -> str:
              f"{f' (progressive, {p.progressive} stages)' if p.progressive else ''}, {r.sampler} sampler, "
              f"{', '.join(r.stage_scaling)} stage scaling", trials_table(result.trials)]
     if result.best is not None:
-        lines += [best_line(result.best), verdict_text(result.verdict)]
+        lines += [best_line(result.best, result.verdict), verdict_text(result.verdict)]
     return "\n".join(lines)
 
 
@@ -207,7 +219,7 @@ def studies_table(summaries) -> str:
         elif s.kind == "baseline":
             best = f"{s.best.stages} top-1 {s.best.top1:.3f} reward {s.best.reward:.4f}"
         else:
-            best = f"{candidate_text(s.best)} top-1 {s.best.top1:.3f}"
+            best = f"{candidate_text(s.best)} {mean_text(s.winner)}"
         rows.append([s.name, s.kind, s.sampler, f"{s.complete}/{s.total}", s.failed, s.pruned, s.running, best,
                      s.storage])
     return table(["study", "kind", "sampler", "done", "failed", "pruned", "running", "best", "storage"], rows)

@@ -23,6 +23,9 @@ from scaler.errors import NonFiniteLoss, OutOfMemory, ScalerError, TrainingFaile
 from scaler.searches.compound import CompoundSearch, open_study, records, search
 from scaler.searches.compound import read_search as report
 from scaler.searches.compound_recipe import QUICK, Recipe, load_recipe, recipe_from_dict
+from scaler.plot import study_plot_data as plot_data
+from scaler.report import report_study
+from scaler.studies import list_studies
 from scaler.study.storage import open_storage
 
 # Smaller still than --quick: one epoch on a few images, for the machinery only.
@@ -135,6 +138,41 @@ def test_an_interrupted_trial_is_trained_again_on_resume(tmp_path, monkeypatch):
     study = optuna.load_study(study_name="s", storage=storage)
     failed = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.FAIL]
     assert len(failed) == 1 and failed[0].user_attrs["failure"] == "interrupted"
+    # The candidate trained again counts as done, not failed, in every count: the studies table and the report.
+    summary = list_studies(storage)[0]
+    assert (summary.complete, summary.failed, summary.total) == (len(TINY.candidates()), 0, len(TINY.candidates()))
+    assert plot_data(report("s", storage)).unscored == ()
+    report_path = report_study("s", storage, tmp_path / "report")
+    assert f"{len(TINY.candidates())} candidates, {len(TINY.candidates())} scored" in report_path.read_text()
+
+
+@pytest.mark.slow
+def test_the_winner_by_its_mean_is_the_answer_everywhere(tmp_path, capsys):
+    """The winner is the best mean over its seeds, shown with its mean, n and standard error by `search`,
+    `studies`, `studies show`, the plot and the report, and named in the study; the family validated is that
+    winner's, chosen after the repeats."""
+    storage = storage_in(tmp_path)
+    result = search(TEN, None, "w", storage, device="cpu", repeats=1, validate_phis=(2.0,))
+    best, winner = result.best, result.verdict.winner
+    seeds = [t.top1 for t in result.trials if (t.kind, t.alpha, t.beta, t.gamma, t.phi, t.epochs) ==
+             (best.kind, best.alpha, best.beta, best.gamma, 1.0, 0)]
+    assert winner.n == len(seeds) == 2 and winner.mean == pytest.approx(sum(seeds) / 2)
+    assert winner.standard_error == pytest.approx(result.verdict.noise.std / 2**0.5)
+    shown = f"top-1 {winner.mean:.3f} ± {winner.standard_error:.3f} (mean of 2 seeds)"
+    family = [t for t in result.trials if t.kind == "family"]
+    assert family and all((t.alpha, t.beta, t.gamma) == (best.alpha, best.beta, best.gamma) for t in family)
+    stored = optuna.load_study(study_name="w", storage=storage).user_attrs["winner"]
+    assert (stored["alpha"], stored["beta"], stored["mean"], stored["n"]) == (best.alpha, best.beta, winner.mean, 2)
+    for args in (["search", "--recipe", write_recipe(tmp_path / "w.toml", TEN), "--study-name", "w", "--storage",
+                  storage, "--repeats", "1", "--validate-phi", "2", "--device", "cpu"],
+                 ["studies", "--storage", storage], ["studies", "show", "w", "--storage", storage]):
+        main([str(a) for a in args])
+        assert shown in capsys.readouterr().out, args
+    summary = list_studies(storage)[0]
+    assert summary.winner == winner and summary.best.number == best.number
+    data = plot_data(result)
+    assert data.means[[t.number for t in data.scored].index(best.number)] == pytest.approx(winner.mean)
+    assert shown.replace("top-1 ", "") in report_study("w", storage, tmp_path / "report").read_text()
 
 
 @pytest.mark.slow

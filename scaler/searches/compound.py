@@ -113,6 +113,11 @@ def record(trial: FrozenTrial) -> TrialRecord:
     )
 
 
+def trial_candidate(t: TrialRecord) -> tuple:
+    """A record's candidate, as `candidate_key` gives it from the trial's attributes."""
+    return tuple(getattr(t, name) for name, _ in CANDIDATE_FIELDS)
+
+
 def records(study: optuna.Study) -> tuple[TrialRecord, ...]:
     """Every trial that scores a candidate, in trial order (bookkeeping trials left out)."""
     return tuple(record(t) for t in study.get_trials(deepcopy=False)
@@ -372,28 +377,53 @@ def search(
                     (recipe, study_name, storage, str(d), prune, i, threads) for i, d in enumerate(devices)])
 
         train_what_is_queued()
-        extra = _follow_up(read_search(study_name, storage).trials, repeats, validate_phis, check_ranks, check_top)
-        if extra:
-            known = [Candidate(**c) for c in study.user_attrs.get("extra", [])]
-            study.set_user_attr("extra", [asdict(c) for c in dict.fromkeys(known + list(extra))])
-            engine.settle(here)
-            train_what_is_queued()
+        # The repeats (and a longer proxy) first, then the family of the winner they leave: the one the answer names.
+        for extra in (lambda trials: _decisive(trials, repeats, check_ranks, check_top),
+                      lambda trials: _family(trials, validate_phis)):
+            if _queue_extra(here, extra(read_search(study_name, storage).trials)):
+                train_what_is_queued()
         result = read_search(study_name, storage, budget)
-        if result.verdict is not None and result.verdict.noise is not None:
-            study.set_user_attr("seed_noise", asdict(result.verdict.noise))  # for any tool that opens the study
+        if result.verdict is not None:
+            _name_winner(study, result)
     return write_best(result)
 
 
-def _follow_up(trials: tuple[TrialRecord, ...], repeats: int, validate_phis: tuple[float, ...], check_ranks: int,
-               check_top: int) -> tuple[Candidate, ...]:
-    """What the first pass asks to train next: repeats, the found family at other phis, a longer proxy."""
+def _decisive(trials: tuple[TrialRecord, ...], repeats: int, check_ranks: int,
+              check_top: int) -> tuple[Candidate, ...]:
+    """The candidates that decide the answer, again: with more seeds (`repeats`), and on a longer proxy."""
+    if judge(trials)[0] is None:
+        return ()
+    return repeat_candidates(trials, repeats) + (rank_candidates(trials, check_ranks, check_top) if check_ranks
+                                                 else ())
+
+
+def _family(trials: tuple[TrialRecord, ...], validate_phis: tuple[float, ...]) -> tuple[Candidate, ...]:
+    """The winner's family at the phis to validate (and single-dimension scaling at the same FLOPs)."""
     best, _ = judge(trials)
     if best is None:
         return ()
-    phis = tuple(sorted({float(phi) for phi in validate_phis}))
-    extra = repeat_candidates(trials, repeats) + family_candidates(best.alpha, best.beta, best.gamma, phis,
-                                                                   stage_scaling=best.stage_scaling)
-    return extra + (rank_candidates(trials, check_ranks, check_top) if check_ranks else ())
+    return family_candidates(best.alpha, best.beta, best.gamma, tuple(sorted({float(p) for p in validate_phis})),
+                             stage_scaling=best.stage_scaling)
+
+
+def _queue_extra(here: CompoundSearch, extra: tuple[Candidate, ...]) -> bool:
+    """Add candidates to the study's own (stored, so every worker and every later command sees them) and queue
+    what is not yet finished or pending; whether there were any."""
+    if not extra:
+        return False
+    known = [Candidate(**c) for c in here.study.user_attrs.get("extra", [])]
+    here.study.set_user_attr("extra", [asdict(c) for c in dict.fromkeys(known + list(extra))])
+    engine.settle(here)
+    return True
+
+
+def _name_winner(study: optuna.Study, result: SearchResult) -> None:
+    """The answer in the study itself, for any tool that opens it (optuna-dashboard shows user attributes)."""
+    b, v = result.best, result.verdict
+    study.set_user_attr("winner", {"alpha": b.alpha, "beta": b.beta, "gamma": b.gamma,
+                                   "stage_scaling": b.stage_scaling, **asdict(v.winner)})
+    if v.noise is not None:
+        study.set_user_attr("seed_noise", asdict(v.noise))
 
 
 def write_best(result: SearchResult) -> SearchResult:

@@ -61,3 +61,17 @@ def record_epoch(trial: optuna.Trial, per_epoch: list[float], top1: float) -> No
     """Store the top-1 of one more epoch (a study shows a trial's learning curve while it trains)."""
     per_epoch.append(top1)
     trial.set_user_attr("top1_per_epoch", per_epoch)
+
+
+STATE_ORDER = ("COMPLETE", "PRUNED", "RUNNING", "WAITING", "FAIL")  # the best a candidate's trials reached, first
+
+
+def candidate_states(records, key) -> dict:
+    """Each candidate's state: the best any of its trials reached (`key(record)` names the candidate). So a trial
+    cut off and trained again by a later one leaves its candidate done, not failed, in every count."""
+    states: dict = {}
+    for r in records:
+        k = key(r)
+        if k not in states or STATE_ORDER.index(r.state) < STATE_ORDER.index(states[k]):
+            states[k] = r.state
+    return states
