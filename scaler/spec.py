@@ -185,7 +185,8 @@ def _fields(cls, data, where: str) -> dict:
     known = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in known:
-            raise SpecError(f"{where}{'.' if where else ''}{key}: unknown field (known: {', '.join(known)})")
+            shown = key if isinstance(key, str) and key.isprintable() else repr(key)  # one line, whatever the key
+            raise SpecError(f"{where}{'.' if where else ''}{shown}: unknown field (known: {', '.join(known)})")
     missing = [name for name, f in known.items() if name not in data and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:

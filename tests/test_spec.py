@@ -491,3 +491,9 @@ def test_binary_file_is_a_spec_error(tmp_path):
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert str(path) in str(info.value)
+
+
+def test_an_unknown_field_with_a_line_break_in_its_name_is_named_on_one_line():
+    with pytest.raises(SpecError, match=r"^'\\n': unknown field") as caught:
+        loads(json.dumps({"\n": None}), "json")
+    assert "\n" not in str(caught.value)
