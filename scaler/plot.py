@@ -100,8 +100,14 @@ def study_plot_data(result: SearchResult) -> StudyPlot:
                    and t.epochs == 0)
     noise = None if result.verdict is None else result.verdict.noise
     by_seed = seed_scores(result.trials)
-    standings = [standing(by_seed.get(candidate_key(t), {0: t.top1}), noise) if t.phi == 1.0 else
-                 standing({0: t.top1}, noise) for t in scored]
+
+    def seeds_of(t: TrialRecord) -> dict[int, float]:
+        """A point's seeds: the family at phi = 1 is the winner itself, and shares its seeds."""
+        if t.kind == "family" and t.phi == 1.0:
+            return by_seed.get(("compound", *candidate_key(t)[1:]), {0: t.top1})
+        return by_seed.get(candidate_key(t), {0: t.top1}) if t.phi == 1.0 else {0: t.top1}
+
+    standings = [standing(seeds_of(t), noise) for t in scored]
     mean = {t.number: s.mean for t, s in zip(scored, standings)}
     rule = result.best.stage_scaling if result.best is not None else result.recipe.stage_scaling[0]
     landscape = tuple((t.alpha, t.beta, t.gamma, mean[t.number]) for t in scored
@@ -184,7 +190,7 @@ def draw_study(data: StudyPlot) -> Figure:
                                        f"{len(pruned)} pruned" if pruned else "") if part)
     ax.set_xlabel(FLOPS_AXIS)
     ax.set_ylabel("top-1 on the proxy")
-    bars = "" if data.noise_std is None else "; mean over seeds, error bars: its standard error"
+    bars = "" if data.noise_std is None else " (means ± s.e.)"
     ax.set_title(f"study {data.study_name}: top-1 against FLOPs" + (f" ({note}, not shown)" if note else "") + bars,
                  fontsize=10)
     ax.grid(alpha=0.3)

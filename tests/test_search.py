@@ -152,7 +152,7 @@ def test_the_winner_by_its_mean_is_the_answer_everywhere(tmp_path, capsys):
     `studies`, `studies show`, the plot and the report, and named in the study; the family validated is that
     winner's, chosen after the repeats."""
     storage = storage_in(tmp_path)
-    result = search(TEN, None, "w", storage, device="cpu", repeats=1, validate_phis=(2.0,))
+    result = search(TEN, None, "w", storage, device="cpu", repeats=1, validate_phis=(1.0, 2.0))
     best, winner = result.best, result.verdict.winner
     seeds = [t.top1 for t in result.trials if (t.kind, t.alpha, t.beta, t.gamma, t.phi, t.epochs) ==
              (best.kind, best.alpha, best.beta, best.gamma, 1.0, 0)]
@@ -164,7 +164,7 @@ def test_the_winner_by_its_mean_is_the_answer_everywhere(tmp_path, capsys):
     stored = optuna.load_study(study_name="w", storage=storage).user_attrs["winner"]
     assert (stored["alpha"], stored["beta"], stored["mean"], stored["n"]) == (best.alpha, best.beta, winner.mean, 2)
     for args in (["search", "--recipe", write_recipe(tmp_path / "w.toml", TEN), "--study-name", "w", "--storage",
-                  storage, "--repeats", "1", "--validate-phi", "2", "--device", "cpu"],
+                  storage, "--repeats", "1", "--validate-phi", "1,2", "--device", "cpu"],
                  ["studies", "--storage", storage], ["studies", "show", "w", "--storage", storage]):
         main([str(a) for a in args])
         assert shown in capsys.readouterr().out, args
@@ -172,6 +172,7 @@ def test_the_winner_by_its_mean_is_the_answer_everywhere(tmp_path, capsys):
     assert summary.winner == winner and summary.best.number == best.number
     data = plot_data(result)
     assert data.means[[t.number for t in data.scored].index(best.number)] == pytest.approx(winner.mean)
+    assert dict(data.curves)["found family"][1][2] == pytest.approx(winner.mean)  # phi 1: the winner, at its mean
     assert shown.replace("top-1 ", "") in report_study("w", storage, tmp_path / "report").read_text()
 
 
