@@ -38,8 +38,20 @@ def emit(as_json: bool, data, text: Callable[[], str]) -> None:
 
 
 def say(line: str) -> None:
-    """The one way progress is printed: a line on stderr."""
-    click.echo(line, err=True)
+    """The one way progress is printed: a line on stderr (on a terminal, over a live line left there)."""
+    click.echo(f"\r\033[K{line}" if sys.stderr.isatty() else line, err=True)
+
+
+def live(line: str, last: bool, first: bool) -> None:
+    """A line that a long step rewrites in place on a terminal; in a log, only when it is `first` or `last`."""
+    if sys.stderr.isatty():
+        click.echo(f"\r{line}\033[K", err=True, nl=last)
+    elif first or last:
+        click.echo(line, err=True)
+
+
+THREADS_OPTION = click.option("--threads", type=int, help="CPU threads to train with (default: every core this "
+                              "process may use; with several workers, split among them).")
 
 
 def _budget_limits(gflops, params, memory_gb, latency_ms) -> dict:
@@ -178,13 +190,20 @@ def scale(phi, baseline, alpha, beta, gamma, stage_scaling, max_resolution, outp
     emit(as_json, data, text)
 
 
+def _first_report(progress) -> bool:
+    return progress.epoch == 1 and progress.step <= PROGRESS_EVERY
+
+
 def _show_training(progress) -> None:
-    """A training's status line on stderr: rewritten in place on a terminal, a line per epoch in a log."""
-    if sys.stderr.isatty():
-        click.echo(f"\r{epoch_line(progress)}\033[K", err=True,
-                   nl=progress.epoch == progress.epochs and progress.step == progress.steps)
-    elif progress.step == progress.steps or (progress.epoch == 1 and progress.step <= PROGRESS_EVERY):
-        say(epoch_line(progress))
+    """`scaler train`'s status: rewritten in place on a terminal, a line per epoch in a log."""
+    live(epoch_line(progress), progress.epoch == progress.epochs and progress.step == progress.steps,
+         _first_report(progress) or progress.step == progress.steps)
+
+
+def _show_trial_training(progress) -> None:
+    """The same status inside a search's trial: in place on a terminal (the trial's own line replaces it when it
+    ends), its first report alone in a log, so that a log has one such line per trial."""
+    live(epoch_line(progress), False, _first_report(progress))
 
 
 @cli.command(name="train")
@@ -201,9 +220,10 @@ def _show_training(progress) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (pays off on long GPU runs).")
 @PROGRESSIVE_OPTION
+@THREADS_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train_command(network, data, epochs, batch_size, lr, resolution, train_size, val_size, device, seed,
-                  use_compile, progressive, as_json) -> None:
+                  use_compile, progressive, threads, as_json) -> None:
     """Train NETWORK briefly from scratch and report validation top-1 (a proxy score).
 
     Progress goes to stderr, the result to stdout.
@@ -214,7 +234,7 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
 
     r = train(network, data, epochs=epochs, batch_size=batch_size, lr=lr, resolution=resolution,
               train_size=train_size, val_size=val_size, device=device, seed=seed, compile=use_compile,
-              progressive=progressive or 0, on_progress=_show_training)
+              progressive=progressive or 0, on_progress=_show_training, threads=threads)
     emit(as_json, r.to_dict(), lambda: "\n".join([
         f"top-1 {r.top1:.4f} after {r.epochs} epochs ({', '.join(f'{t:.3f}' for t in r.top1_per_epoch)})",
         f"{r.resolution} px, batch {r.batch_size}, {r.train_size} train / {r.val_size} val images, "
@@ -292,13 +312,14 @@ def _quiet_optuna() -> None:
               "(e.g. 0,1,2) and single-dimension scaling at the same FLOPs, into the study.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Worker processes here (one per GPU in turn); more than 1 needs a journal file or PostgreSQL.")
+@THREADS_OPTION
 @click.option("--study-name", default=None, help="Study name (default: 'quick' or 'default').")
 @click.option("--storage", help="Optuna storage URL (default sqlite:///studies/<study-name>.db).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, recipe, baseline,
                    sampler, trials, stage_scaling, max_resolution, prune, repeats, check_ranks, check_top, validate_phi,
-                   workers, study_name, storage, device, as_json, **proxy) -> None:
+                   workers, threads, study_name, storage, device, as_json, **proxy) -> None:
     """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
     Running the same command again resumes the study: nothing completed is trained again. Several machines
@@ -323,7 +344,8 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
                     repeats=default_repeats(quick) if repeats is None else repeats, check_ranks=check_ranks,
                     check_top=check_top,
                     on_start=lambda done, total: say(f"study {name}: {total} candidates, {done} done, {workers} "
-                                                     f"worker{'s' * (workers > 1)}"))
+                                                     f"worker{'s' * (workers > 1)}"),
+                    on_progress=_show_trial_training, threads=threads)
     emit(as_json, result.to_dict(), lambda: tables.search_text(result))
 
 
@@ -336,14 +358,15 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
 @click.option("--trials", type=int, help="Candidates to train, counting earlier runs' (default 30; 5 with --quick).")
 @click.option("--quick", is_flag=True, help="A tiny proxy and few candidates: the whole command in minutes on a CPU.")
 @proxy_options
+@THREADS_OPTION
 @click.option("--study-name", default=None, help="Study name (default 'baseline' or 'baseline-quick').")
 @click.option("--storage", help="Optuna storage URL (default sqlite:///studies/<study-name>.db).")
 @click.option("--output", "-o", help="Spec file for the best baseline (default <study-name>-baseline.json beside "
               "the study's database).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def baseline_search_command(target_mflops, start, w, pareto, trials, quick, study_name, storage, output, device,
-                            as_json, **proxy) -> None:
+def baseline_search_command(target_mflops, start, w, pareto, trials, quick, threads, study_name, storage, output,
+                            device, as_json, **proxy) -> None:
     """Search a baseline network for a FLOPs target, as B0 was found before it was scaled.
 
     TPE chooses each stage's block (MBConv or Fused-MBConv), kernel, expansion, squeeze-excitation, repeats and
@@ -364,7 +387,7 @@ def baseline_search_command(target_mflops, start, w, pareto, trials, quick, stud
         settings, name, storage, device, output,
         lambda record, done, total: say(baseline_search_line(record, done, total, eta)),
         lambda done, total: say(f"study {name}: {done} of {total} candidates trained, target {target_mflops:g} "
-                                f"MFLOPs"))
+                                f"MFLOPs"), _show_trial_training, threads)
     if result.note:
         say(f"scaler: {result.note}")
     emit(as_json, result.to_dict(), lambda: tables.baseline_search_text(result))

@@ -3,6 +3,7 @@ torch is imported only when a device is asked for, so that the analytic commands
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from scaler.errors import ScalerError, check_int
@@ -44,3 +45,20 @@ def worker_devices(device: str, workers: int) -> list[torch.device]:
     if str(device) in ("auto", "cuda") and count > 1:
         return [torch.device(f"cuda:{i % count}") for i in range(workers)]
     return [resolved] * workers
+
+
+def thread_share(threads: int | None = None, workers: int = 1) -> int:
+    """The CPU threads each of `workers` training processes on this machine uses: the cores this process may run on
+    (or `threads`), split evenly, at least one. Two torch processes that each use every core slow each other 5-10x
+    (their OpenMP threads spin against each other), so workers split the cores rather than share them."""
+    if threads is not None:
+        check_int("threads", threads)
+    return max(1, (threads or len(os.sched_getaffinity(0))) // workers)
+
+
+def use_threads(threads: int) -> None:
+    """Train with this many CPU threads in this process (the same seed gives the same result only at the same
+    count, so every trial records it)."""
+    import torch
+
+    torch.set_num_threads(threads)

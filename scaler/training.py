@@ -31,7 +31,7 @@ from scaler.augment import channel_stats, normalize, random_crop_flip, resize
 from scaler.baselines import resolve_spec
 from scaler.build import build_model
 from scaler.data import Dataset, load_data
-from scaler.device import resolve_device
+from scaler.device import resolve_device, thread_share, use_threads
 from scaler.errors import (NonFiniteLoss, OutOfMemory, ScalerError, TrainingError, TrainingFailed, check_int,
                             check_number, check_progressive)
 from scaler.progress import PROGRESS_EVERY  # each check of the loss waits for the device
@@ -167,6 +167,7 @@ def train(
     zero_init_residual: bool = True,
     on_epoch: Callable[[int, float], None] | None = None,
     on_progress: Callable[[TrainingProgress], None] | None = None,
+    threads: int | None = None,
 ) -> TrainResult:
     """Train `network` from scratch on `data` for `epochs` and return its validation top-1 per epoch and more.
 
@@ -174,7 +175,8 @@ def train(
     `TrainingProgress` every few steps. The classifier is sized to the data's classes; `resolution` defaults to the
     spec's. `progressive` = K >= 2 trains in K stages of rising image size, dropout and augmentation
     (`progressive_schedule`); 0 trains at the final settings throughout. `zero_init_residual=False` keeps
-    torchvision's initialisation of the residual branches (see `_zero_residual_branches`).
+    torchvision's initialisation of the residual branches (see `_zero_residual_branches`). `threads`: train with
+    that many CPU threads (default: as this process already does).
     """
     spec = resolve_spec(network)
     check_int("epochs", epochs)
@@ -184,6 +186,8 @@ def train(
     check_number("learning rate", lr, 0, above_low=True)
     check_number("label smoothing", label_smoothing, 0, 1, below_high=True)
     check_progressive(progressive)
+    if threads is not None:
+        use_threads(thread_share(threads))
     device = resolve_device(device)
     if not isinstance(data, Dataset):
         data = load_data(data, train_size, val_size, seed, device)

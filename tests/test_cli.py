@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -453,3 +455,15 @@ def test_light_commands_import_no_torch_optuna_or_matplotlib(args, tmp_path):
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True)
     loaded = set(done.stderr.split())
     assert done.stdout and not loaded & {"torch", "optuna", "matplotlib", "fvcore", "numpy"}, loaded
+
+
+@pytest.mark.slow
+def test_an_early_ctrl_c_is_one_line_and_status_130(tmp_path):
+    """A Ctrl-C while `scaler train` is still importing torch: `scaler: interrupted`, exit status 130, no
+    traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "scaler", "train", "efficientnet-b0", "--device", "cpu"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.6)  # past the CLI's own start-up (about 0.1 s), inside torch's import (about 2-4 s)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and err.strip() == "scaler: interrupted", err

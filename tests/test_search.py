@@ -20,7 +20,8 @@ import scaler.study.engine as module  # where the proxy training is called from,
 from scaler.budget import Budget, fit_phi
 from scaler.cli import main
 from scaler.errors import NonFiniteLoss, OutOfMemory, ScalerError, TrainingFailed
-from scaler.searches.compound import CompoundSearch, open_study, records, search
+from scaler.device import thread_share
+from scaler.searches.compound import CompoundSearch, open_study, planned_total, records, search
 from scaler.searches.compound import read_search as report
 from scaler.searches.compound_recipe import QUICK, Recipe, load_recipe, recipe_from_dict
 from scaler.plot import study_plot_data as plot_data
@@ -646,3 +647,29 @@ def test_three_workers_on_postgresql_train_every_candidate_once(tmp_path, postgr
                         cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     assert completed("pgw", postgres_url) == expected(TEN)
+
+
+def test_workers_split_the_cores_and_never_fewer_than_one():
+    assert thread_share(4, 2) == 2 and thread_share(3, 2) == 1 and thread_share(1, 8) == 1
+    assert thread_share(None, 1) == len(os.sched_getaffinity(0))
+    with pytest.raises(ScalerError, match="threads"):
+        thread_share(0)
+
+
+def test_the_first_total_counts_every_trial_that_will_run():
+    """--quick scores 10 candidates, then repeats 5 of them once: the first ETA counts all 15."""
+    assert planned_total(QUICK, 1, (), 0, 5) == 15
+    assert planned_total(QUICK, 2, (0, 1, 2), 3, 3) == 10 + 2 * 5 + 1 + 4 + 3  # phi 1 adds only the family
+
+
+@pytest.mark.slow
+def test_trials_record_their_threads_and_a_log_gets_one_progress_line_per_trained_trial(tmp_path, capsys):
+    storage = storage_in(tmp_path)
+    main(["search", "--recipe", str(write_recipe(tmp_path / "t.toml", TINY)), "--storage", storage, "--repeats", "0",
+          "--threads", "1", "--device", "cpu"])
+    err = capsys.readouterr().err
+    trials = optuna.load_study(study_name="t", storage=storage).get_trials()
+    trained = [t for t in trials if "wall_seconds" in t.user_attrs]
+    assert trained and all(t.user_attrs["worker"]["threads"] == 1 for t in trials)
+    assert sum(line.startswith("epoch 1/") for line in err.splitlines()) == len(trained), err
+    assert f"study t: {len(TINY.candidates())} candidates" in err

@@ -26,7 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from scaler.baselines import resolve_spec
 from scaler.data import load_data, parse_data
-from scaler.device import resolve_device
+from scaler.device import resolve_device, thread_share, use_threads
 from scaler.errors import ScalerError, check_output_file
 from scaler.estimator import estimate
 from scaler.searches.baseline_recipe import (BAND, BLOCKS, EXPANSIONS, KERNELS, REJECTIONS_PER_TRIAL, WIDTHS,
@@ -141,8 +141,9 @@ class BaselineSearch(engine.Search):
     """The baseline search's candidates (TPE's proposals around the start) and objective, for the engine."""
 
     def __init__(self, study: optuna.Study, recipe: BaselineRecipe, start: Spec, device,
-                 on_trial: TrialEnded | None = None):
+                 on_trial: TrialEnded | None = None, on_progress: Callable | None = None):
         self.study, self.recipe, self.start, self.device, self.on_trial = study, recipe, start, device, on_trial
+        self.on_progress = on_progress
         self.data = None
         self.rejected_here = 0
         self.note: str | None = None  # why the search stopped short of its trials, if it did
@@ -215,7 +216,8 @@ class BaselineSearch(engine.Search):
         p = self.recipe.proxy
         result = engine.train_for_trial(trial, p.shrink(spec), self.data, epochs=p.epochs, batch_size=p.batch_size,
                                         device=self.device, seed=p.seed, progressive=p.progressive,
-                                        on_epoch=lambda _, top1: record_epoch(trial, per_epoch, top1))
+                                        on_epoch=lambda _, top1: record_epoch(trial, per_epoch, top1),
+                                        on_progress=self.on_progress)
         trial.set_user_attr("top1", result.top1)
         trial.set_user_attr("wall_seconds", result.wall_seconds)
         return result.top1
@@ -251,14 +253,18 @@ def baseline_search(
     output: str | None = None,
     on_trial: TrialEnded | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    on_progress: Callable | None = None,
+    threads: int | None = None,
 ) -> BaselineResult:
     """Train candidates until `recipe.trials` are trained (counting those of earlier runs), then write the best
     baseline's spec to `output` (default: <study_name>-baseline.json beside the study's database).
 
     A target the space cannot reach is refused before any training. TPE proposals outside the FLOPs band cost
     an estimate each; after REJECTIONS_PER_TRIAL of them per wanted candidate the search stops and says so.
+    `on_progress` gets each training's progress; `threads`: the CPU threads to train with (default: all cores).
     """
     device = resolve_device(device)
+    use_threads(thread_share(threads))
     start = check_target(recipe)
     parse_data(recipe.proxy.data)
     if output is not None:
@@ -267,7 +273,7 @@ def baseline_search(
     path = output or str(storage_folder(storage) / f"{study_name}-baseline.json")
     with storage_failures():
         study = open_baseline_study(recipe, study_name, storage)
-        here = BaselineSearch(study, recipe, start, device, on_trial)
+        here = BaselineSearch(study, recipe, start, device, on_trial, on_progress)
         engine.settle(here, retry_errors=True)
         if on_start is not None:
             on_start(here.counts()[0], here.wanted_count())

@@ -11,7 +11,6 @@ crash-safety and requeueing are the engine's (scaler.study.engine); the verdict 
 from __future__ import annotations
 
 import math
-import os
 import sys
 import warnings
 from collections.abc import Callable, Hashable
@@ -24,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from scaler.baselines import resolve_spec
 from scaler.budget import Budget, Fit, fit_phi
 from scaler.data import load_data, parse_data
-from scaler.device import worker_devices
+from scaler.device import thread_share, use_threads, worker_devices
 from scaler.errors import ScalerError, check_int, check_number
 from scaler.estimator import estimate
 from scaler.grid import Candidate, family_candidates, fingerprint, references
@@ -148,8 +147,9 @@ class CompoundSearch(engine.Search):
     """The compound search's candidates and objective, for the engine."""
 
     def __init__(self, study: optuna.Study, recipe: Recipe, device: torch.device, prune: bool = False,
-                 on_trial: TrialEnded | None = None):
+                 on_trial: TrialEnded | None = None, on_progress: Callable | None = None, planned: int = 0):
         self.study, self.recipe, self.device, self.prune, self.on_trial = study, recipe, device, prune, on_trial
+        self.on_progress, self.planned = on_progress, planned
         self.proxy = recipe.proxy_network()
         self.base_macs = estimate(self.proxy).macs
         self.data = None
@@ -203,7 +203,7 @@ class CompoundSearch(engine.Search):
     def ended(self, trial: FrozenTrial) -> None:
         if self.on_trial is not None and not hidden(trial) and candidate_key(trial.user_attrs):
             done = len(engine.held_keys(self, with_pending=False))
-            self.on_trial(record(trial), done, study_total(self.study))
+            self.on_trial(record(trial), done, max(self.planned, study_total(self.study)))
 
     def _distribution(self, name: str) -> dict:
         low, high = getattr(self.recipe, f"{name}_range")
@@ -285,7 +285,8 @@ class CompoundSearch(engine.Search):
         p = self.recipe.proxy
         result = engine.train_for_trial(trial, network, self.data, epochs=candidate.epochs or p.epochs,
                                         batch_size=p.batch_size, device=self.device, seed=p.seed + candidate.repeat,
-                                        progressive=p.progressive, on_epoch=report_epoch)
+                                        progressive=p.progressive, on_epoch=report_epoch,
+                                        on_progress=self.on_progress)
         trial.set_user_attr("images_per_second", result.images_per_second)
         trial.set_user_attr("wall_seconds", result.wall_seconds)
         return result.top1
@@ -294,7 +295,7 @@ class CompoundSearch(engine.Search):
 def _worker_process(recipe: Recipe, study_name: str, storage: str, device: str, prune: bool, worker: int,
                     threads: int) -> None:
     """A worker process of `search(workers=N)`: errors are one line on stderr and the exit status."""
-    torch.set_num_threads(threads)
+    use_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         with storage_failures():
@@ -343,6 +344,8 @@ def search(
     check_ranks: int = 0,
     check_top: int = 5,
     on_start: Callable[[int, int], None] | None = None,
+    on_progress: Callable | None = None,
+    threads: int | None = None,
 ) -> SearchResult:
     """Train every candidate of the study not yet trained, with `workers` processes, then fit phi to `budget`
     with the best compound candidate and write its spec as best.json beside the study. A finished study is
@@ -355,26 +358,31 @@ def search(
     width- and resolution-only scaling at the same nominal FLOPs (the paper's scaling curves).
 
     `on_start(done, total)` is called once the inputs are checked and the study is open, before any training;
-    `on_trial(record, done, total)` as each trial ends. Several machines may run this against one PostgreSQL
-    study at once; each trains what is left.
+    `on_trial(record, done, total)` as each trial ends (`total` counts the repeats and validations to come);
+    `on_progress` gets the training's progress inside each trial (scaler.training.TrainingProgress) with one
+    worker. `threads`: the CPU threads to use (default: this process's cores), split among the workers. Several
+    machines may run this against one PostgreSQL study at once; each trains what is left.
     """
     devices = worker_devices(device, workers)
+    share = thread_share(threads, workers)
     storage = storage or default_storage(study_name)
     check_request(recipe, budget, storage, study_name, workers, validate_phis, repeats, check_ranks, check_top)
+    if workers == 1:
+        use_threads(share)
     with storage_failures():
         study = open_study(recipe, study_name, storage, prune=prune)
-        here = CompoundSearch(study, recipe, devices[0], prune, on_trial)
+        here = CompoundSearch(study, recipe, devices[0], prune, on_trial, on_progress,
+                              planned_total(recipe, repeats, validate_phis, check_ranks, check_top))
         engine.settle(here, retry_errors=True)
         if on_start is not None:
-            on_start(len(engine.held_keys(here, with_pending=False)), study_total(study))
+            on_start(len(engine.held_keys(here, with_pending=False)), max(here.planned, study_total(study)))
 
         def train_what_is_queued() -> None:
             if workers == 1:
                 engine.work(here)
             else:
-                threads = max(1, (os.cpu_count() or 1) // len(devices))
                 engine.run_worker_processes(here, _worker_process, [
-                    (recipe, study_name, storage, str(d), prune, i, threads) for i, d in enumerate(devices)])
+                    (recipe, study_name, storage, str(d), prune, i, share) for i, d in enumerate(devices)])
 
         train_what_is_queued()
         # The repeats (and a longer proxy) first, then the family of the winner they leave: the one the answer names.
@@ -434,6 +442,19 @@ def write_best(result: SearchResult) -> SearchResult:
     save_spec(replace(result.fit.spec, name=f"{resolve_spec(result.recipe.baseline).name}@phi={result.fit.phi:g}"),
               path)
     return replace(result, spec_path=path)
+
+
+def planned_total(recipe: Recipe, repeats: int, validate_phis: tuple[float, ...], check_ranks: int,
+                  check_top: int) -> int:
+    """How many candidates a search command will score in all, before it knows its winner: the recipe's, the
+    repeats of the baseline, the three best compound candidates and the best reference, the family's phis (four
+    rules each), and a rank check's."""
+    compounds = sum(c.kind == "compound" for c in recipe.candidates()) or (recipe.trials if recipe.sampler == "tpe"
+                                                                           else 0)
+    family = sum(1 if phi == 1 else 4 for phi in {float(phi) for phi in validate_phis if phi > 0})  # at phi 1,
+    # the references are the recipe's own and the family is the winner's network
+    return (recipe.total() + repeats * (2 + min(3, compounds)) + family
+            + (min(check_top, compounds) if check_ranks else 0))
 
 
 def study_total(study: optuna.Study) -> int:

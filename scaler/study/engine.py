@@ -185,7 +185,8 @@ def run_owned(trial: optuna.Trial, device: torch.device, score: Callable[[optuna
     """`score(trial)` as this process's work: the trial first names its worker (so that its loss is noticed, see
     `fail_lost_trials`), and a Ctrl-C anywhere in it, or one that came while the trial was taken, is recorded as
     an interruption (trained again)."""
-    trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(device)})
+    trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid(), "device": str(device),
+                                   "threads": torch.get_num_threads()})
     try:
         with interruptible():
             return score(trial)
