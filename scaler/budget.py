@@ -70,7 +70,13 @@ class Budget:
 def budget_from_units(gflops: float | None = None, params: float | None = None, memory_gb: float | None = None,
                       latency_ms: float | None = None, batch_size: int = 1, device: str = "auto") -> Budget | None:
     """A budget from the units a user types (GFLOPs, parameters, GB of peak training memory, milliseconds);
-    None when no limit is given."""
+    None when no limit is given. A value out of range is an error naming the option and the value as typed."""
+    typed = {"--budget-gflops": gflops, "--budget-params": params, "--budget-memory-gb": memory_gb,
+             "--budget-latency-ms": latency_ms}
+    for option, value in typed.items():
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ScalerError(f"{option}: must be a positive number, got {value:g}" if isinstance(value, (int, float))
+                              else f"{option}: must be a positive number, got {value!r}")
     limits = {"macs": gflops and gflops * 1e9, "params": params, "memory_bytes": memory_gb and memory_gb * 1e9,
               "latency_ms": latency_ms}
     given = {name: value for name, value in limits.items() if value is not None}

@@ -210,14 +210,15 @@ def _show_trial_training(progress) -> None:
 @click.argument("network")
 @click.option("--data", default="synthetic", show_default=True,
               help="synthetic, cifar10:PATH, cifar100:PATH or imagefolder:PATH.")
-@click.option("--epochs", type=int, default=5, show_default=True)
-@click.option("--batch-size", "-b", type=int, default=64, show_default=True)
+@click.option("--epochs", type=int, default=5, show_default=True, help="Passes over the training images.")
+@click.option("--batch-size", "-b", type=int, default=64, show_default=True, help="Images per training step.")
 @click.option("--lr", type=float, default=4e-3, show_default=True, help="Peak learning rate (AdamW).")
 @click.option("--resolution", "-r", type=int, help="Training resolution in pixels (default: the spec's).")
 @click.option("--train-size", type=int, help="Use at most this many training images (synthetic: 5000).")
 @click.option("--val-size", type=int, help="Use at most this many validation images (synthetic: 1000).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initial weights, data order and augmentation (and the synthetic set).")
 @click.option("--compile", "use_compile", is_flag=True, help="torch.compile the model (pays off on long GPU runs).")
 @PROGRESSIVE_OPTION
 @THREADS_OPTION
@@ -236,7 +237,8 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
               train_size=train_size, val_size=val_size, device=device, seed=seed, compile=use_compile,
               progressive=progressive or 0, on_progress=_show_training, threads=threads)
     emit(as_json, r.to_dict(), lambda: "\n".join([
-        f"top-1 {r.top1:.4f} after {r.epochs} epochs ({', '.join(f'{t:.3f}' for t in r.top1_per_epoch)})",
+        f"top-1 {r.top1:.4f} after {r.epochs} epoch{'s' * (r.epochs != 1)} "
+        f"({', '.join(f'{t:.3f}' for t in r.top1_per_epoch)})",
         f"{r.resolution} px, batch {r.batch_size}, {r.train_size} train / {r.val_size} val images, "
         f"{r.num_classes} classes, {r.device}",
         f"{r.images_per_second:,.0f} img/s, {tables.duration(r.wall_seconds)} wall, peak memory "
@@ -261,11 +263,12 @@ def proxy_options(command):
     """The proxy-training options, shared by the two searches (each candidate is shrunk and trained alike)."""
     options = [
         click.option("--data", help="Proxy data (default synthetic)."),
-        click.option("--epochs", type=int, help="Proxy epochs per candidate."),
+        click.option("--epochs", type=int, help="Epochs of proxy training per candidate (default 4; 3 with --quick)."),
         click.option("--proxy-resolution", type=int, help="Proxy training resolution in pixels (default 48)."),
         click.option("--proxy-width", type=float, help="Shrink each candidate's width for scoring (default 0.5)."),
         click.option("--proxy-depth", type=float, help="Shrink each candidate's depth for scoring (default 0.5)."),
-        click.option("--batch-size", "-b", type=int, help="Proxy batch size (and the memory and latency budgets')."),
+        click.option("--batch-size", "-b", type=int, help="Proxy batch size (default 64; 32 with --quick); a search's "
+                     "memory and latency budgets use it too."),
         click.option("--train-size", type=int, help="Proxy training images (default 5000)."),
         click.option("--val-size", type=int, help="Proxy validation images (default 1000)."),
         click.option("--seed", type=int, help="Proxy seed."),
@@ -315,11 +318,13 @@ def _quiet_optuna() -> None:
 @THREADS_OPTION
 @click.option("--study-name", default=None, help="Study name (default: 'quick' or 'default').")
 @click.option("--storage", help="Optuna storage URL (default sqlite:///studies/<study-name>.db).")
+@click.option("--output", "-o", help="Spec file for the network fitted to the budget, .json or .toml (default "
+              "<study-name>-best.json beside the study's database).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, recipe, baseline,
                    sampler, trials, stage_scaling, max_resolution, prune, repeats, check_ranks, check_top, validate_phi,
-                   workers, threads, study_name, storage, device, as_json, **proxy) -> None:
+                   workers, threads, study_name, storage, output, device, as_json, **proxy) -> None:
     """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
     Running the same command again resumes the study: nothing completed is trained again. Several machines
@@ -345,7 +350,7 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
                     check_top=check_top,
                     on_start=lambda done, total: say(f"study {name}: {total} candidates, {done} done, {workers} "
                                                      f"worker{'s' * (workers > 1)}"),
-                    on_progress=_show_trial_training, threads=threads)
+                    on_progress=_show_trial_training, threads=threads, output=output)
     emit(as_json, result.to_dict(), lambda: tables.search_text(result))
 
 
@@ -406,7 +411,7 @@ def studies_command(context, storage, as_json) -> None:
         return
     from scaler.studies import list_studies
 
-    summaries = list_studies(storage)
+    summaries = list_studies(storage, lambda url, why: say(f"scaler: skipped {url}: {why}"))
     emit(as_json, [asdict(s) for s in summaries], lambda: tables.studies_table(summaries) if summaries else
          "no studies" + (f" in {storage}" if storage else " in studies/"))
 
@@ -435,8 +440,8 @@ def studies_show(name, storage, as_json) -> None:
 @click.option("--output", "-o", help="File to write: .png, .svg or .pdf (default studies/STUDY.png, or family.png).")
 @click.option("--baseline", help="With --family: the baseline (default: the study's, or efficientnet-b0).")
 @click.option("--alpha", type=float, help="With --family: coefficients to plot (all three), instead of a study's.")
-@click.option("--beta", type=float)
-@click.option("--gamma", type=float)
+@click.option("--beta", type=float, help="With --family: the width coefficient (with --alpha and --gamma).")
+@click.option("--gamma", type=float, help="With --family: the resolution coefficient (with --alpha and --beta).")
 @click.option("--max-phi", type=float, default=6.0, show_default=True, help="With --family: phi from 0 to this.")
 @click.option("--stage-scaling", type=click.Choice(STAGE_RULES),
               help="With --family: uniform or v2 for every curve (default: the study's winning rule, or uniform).")

@@ -34,8 +34,8 @@ def search_line(record, done: int, total: int, eta: Eta, several_rules: bool) ->
 def baseline_search_line(record, done: int, total: int, eta: Eta) -> str:
     """One line as a baseline search's candidate ends (scaler.searches.baseline.BaselineTrial)."""
     score = f"top-1 {record.top1:.3f} reward {record.reward:.4f}" if record.top1 is not None else record.failure
-    return (f"trial {done}/{total}  {record.macs / 1e6:,.0f} MFLOPs  {record.stages}  {score}  "
-            f"ETA {duration(eta.after_trial(done, total))}")
+    return (f"candidate {done}/{total} (trial {record.number})  {record.macs / 1e6:,.0f} MFLOPs  {record.stages}  "
+            f"{score}  ETA {duration(eta.after_trial(done, total))}")
 
 
 def epoch_line(progress) -> str:

@@ -3,6 +3,7 @@ searches alike. Reading writes nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
@@ -58,14 +59,24 @@ def summarise(study: optuna.Study, url: str) -> StudySummary:
                         None if verdict is None else verdict.winner)
 
 
-def list_studies(storage: str | None = None) -> list[StudySummary]:
-    """Every study in `storage`, or in every storage under studies/ when none is given: progress and best."""
+def list_studies(storage: str | None = None,
+                 on_unreadable: Callable[[str, str], None] | None = None) -> list[StudySummary]:
+    """Every study in `storage`, or in every storage under studies/ when none is given: progress and best. Under
+    studies/, a file that cannot be read (not a database, a study of another tool) is passed over, and
+    `on_unreadable(storage, why)` told of it; a storage given by name must be readable."""
     summaries = []
-    with storage_failures():
-        for url in [storage] if storage else local_storages():
-            opened = open_storage(url)
-            for name in sorted(optuna.get_all_study_names(opened)):
-                summaries.append(summarise(optuna.load_study(study_name=name, storage=opened), url))
+    for url in [storage] if storage else local_storages():
+        try:
+            with storage_failures():
+                opened = open_storage(url)
+                found = [summarise(optuna.load_study(study_name=name, storage=opened), url)
+                         for name in sorted(optuna.get_all_study_names(opened))]
+        except ScalerError as error:
+            if storage or on_unreadable is None:
+                raise
+            on_unreadable(url, str(error).strip().splitlines()[0])
+            continue
+        summaries += found
     return summaries
 
 

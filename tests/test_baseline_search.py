@@ -243,7 +243,7 @@ def test_quick_baseline_search_command_end_to_end(tmp_path, monkeypatch, capsys)
     assert len(data["trials"]) == 5 and data["best"]["reward"] == max(t["reward"] for t in data["trials"])
     assert (tmp_path / "studies" / "baseline-quick.db").exists()
     assert load_spec(data["spec_path"]).name == "baseline-quick-baseline"
-    assert "trial 1/5" in err and "ETA" in err
+    assert "candidate 1/5 (trial " in err and "ETA" in err
     code, out, _ = run_cli(capsys, "baseline-search", "--quick", "--target-mflops", "400")
     assert code == 0 and "5 candidates trained" in out and "wrote studies/baseline-quick-baseline.json" in out
     code, out, _ = run_cli(capsys, "studies")
@@ -252,6 +252,8 @@ def test_quick_baseline_search_command_end_to_end(tmp_path, monkeypatch, capsys)
     assert code == 0 and "reward" in out and "stages" in out
     code, out, err = run_cli(capsys, "plot", "baseline-quick")
     assert code == 0 and "5 candidates plotted" in out and (tmp_path / "studies" / "baseline-quick.png").exists()
+    code, out, err = run_cli(capsys, "report", "baseline-quick")  # said in words, not "unknown key 'start'"
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "is a baseline search" in err, err
 
 
 @pytest.mark.parametrize("args, message", [

@@ -467,3 +467,14 @@ def test_an_early_ctrl_c_is_one_line_and_status_130(tmp_path):
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130 and err.strip() == "scaler: interrupted", err
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    def options(group, prefix=""):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from options(command, f"{prefix}{name} ")
+            yield from ((f"{prefix}{name}", p) for p in command.params if p.param_type_name == "option")
+
+    missing = [(name, option.opts) for name, option in options(cli) if not option.help and "--help" not in option.opts]
+    assert not missing

@@ -225,7 +225,7 @@ def test_plot_and_report_commands(validated, tmp_path, monkeypatch, capsys):
     (["plot", "--family", "--alpha", "1.2"], "--alpha, --beta and --gamma together"),
     (["plot", "--family", "--max-phi", "0"], "--max-phi"),
     (["plot", "--family", "--baseline", "nope"], "nope"),
-    (["plot", "--family", "--budget-gflops", "-1"], "macs"),
+    (["plot", "--family", "--budget-gflops", "-1"], "--budget-gflops: must be a positive number, got -1"),
     (["report", "nope"], "study 'nope' not found"),
     (["plot", "nope", "--storage", "sqlite:///missing.db"], "does not exist"),
     (["search", "--quick", "--validate-phi", "1,x"], "--validate-phi: expected numbers"),

@@ -20,6 +20,7 @@ import scaler.study.engine as module  # where the proxy training is called from,
 from scaler.budget import Budget, fit_phi
 from scaler.cli import main
 from scaler.errors import NonFiniteLoss, OutOfMemory, ScalerError, TrainingFailed
+from scaler.spec import load_spec
 from scaler.device import thread_share
 from scaler.searches.compound import CompoundSearch, open_study, planned_total, records, search
 from scaler.searches.compound import read_search as report
@@ -88,7 +89,8 @@ def test_every_candidate_is_trained_once_and_a_rerun_trains_nothing(tmp_path):
     assert completed("s", storage) == expected(TINY) and len(expected(TINY)) == 6
     assert first.best is not None and first.best.kind == "compound"
     assert first.fit is not None and first.fit.macs <= 1e9
-    assert json.loads((tmp_path / "best.json").read_text())["resolution"] == first.fit.spec.resolution
+    assert json.loads((tmp_path / "s-best.json").read_text())["resolution"] == first.fit.spec.resolution
+    assert first.spec_path == str(tmp_path / "s-best.json")
     trials = len(optuna.load_study(study_name="s", storage=storage).get_trials())
     again = search(TINY, Budget(macs=1e9), "s", storage, device="cpu")
     assert len(optuna.load_study(study_name="s", storage=storage).get_trials()) == trials
@@ -463,13 +465,15 @@ def test_the_shipped_recipes_load():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--budget-gflops", "0"], "macs"),
-    (["--budget-gflops", "-4"], "macs"),
-    (["--budget-gflops", "nan"], "macs"),
+    (["--budget-gflops", "0"], "--budget-gflops: must be a positive number, got 0"),
+    (["--budget-gflops", "-4"], "--budget-gflops: must be a positive number, got -4"),
+    (["--budget-gflops", "nan"], "--budget-gflops: must be a positive number, got nan"),
     (["--budget-gflops", "x"], "--budget-gflops"),
-    (["--budget-params", "0"], "params"),
-    (["--budget-memory-gb", "-1"], "memory"),
-    (["--budget-latency-ms", "0"], "latency"),
+    (["--budget-params", "0"], "--budget-params: must be a positive number, got 0"),
+    (["--budget-memory-gb", "-2"], "--budget-memory-gb: must be a positive number, got -2"),
+    (["--budget-latency-ms", "0"], "--budget-latency-ms: must be a positive number, got 0"),
+    (["--storage", "mysql://me@127.0.0.1:1/none"], "for MySQL install one"),
+    (["--budget-gflops", "4", "-o", "fitted.txt"], "output: fitted.txt must end in .json, .toml"),
     (["--budget-gflops", "0.0001"], "smallest"),
     (["--data", "nope"], "unknown kind"),
     (["--data", "cifar10:/no/such/folder"], "not a folder"),
@@ -528,7 +532,7 @@ def test_quick_search_command_end_to_end(tmp_path):
     assert len([t for t in out["trials"] if t["repeat"] == 0]) == len(QUICK.candidates()) >= 3 + 4
     assert len([t for t in out["trials"] if t["repeat"] == 1]) == 5
     assert out["confidence"]["noise"]["dof"] >= 1 and "message" in out["confidence"]
-    assert (tmp_path / "studies" / "quick.db").exists() and (tmp_path / "studies" / "best.json").exists()
+    assert (tmp_path / "studies" / "quick.db").exists() and (tmp_path / "studies" / "quick-best.json").exists()
     assert "trial 1/" in result.stderr and "ETA" in result.stderr
     listed = json.loads(run_scaler("studies", "--json", cwd=tmp_path).stdout)
     assert [(s["name"], s["complete"], s["total"]) for s in listed] == [("quick", len(out["trials"]),
@@ -673,3 +677,29 @@ def test_trials_record_their_threads_and_a_log_gets_one_progress_line_per_traine
     assert trained and all(t.user_attrs["worker"]["threads"] == 1 for t in trials)
     assert sum(line.startswith("epoch 1/") for line in err.splitlines()) == len(trained), err
     assert f"study t: {len(TINY.candidates())} candidates" in err
+
+
+def test_studies_lists_the_rest_when_a_file_in_studies_is_unreadable(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    settle(open_study(TINY, "good", "sqlite:///studies/good.db"), TINY)
+    (tmp_path / "studies" / "broken.db").write_text("not a database")
+    main(["studies"])
+    captured = capsys.readouterr()
+    assert "good" in captured.out and "broken" not in captured.out
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("scaler: skipped sqlite:///studies/broken.db: storage: "), lines
+    with pytest.raises(SystemExit) as exit_info:  # named by the user, it must be readable
+        main(["studies", "--storage", "sqlite:///studies/broken.db"])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.slow
+def test_each_study_writes_its_own_fitted_network_or_the_file_named(tmp_path):
+    """Two studies beside each other never replace each other's fitted network; -o chooses the file."""
+    storage = storage_in(tmp_path)
+    one = search(TINY, Budget(macs=1e9), "one", storage, device="cpu")
+    two = search(recipe_from_dict({"seed": 1}, TINY), Budget(macs=2e9), "two", storage, device="cpu")
+    assert (one.spec_path, two.spec_path) == (str(tmp_path / "one-best.json"), str(tmp_path / "two-best.json"))
+    assert load_spec(one.spec_path) != load_spec(two.spec_path)
+    chosen = search(TINY, Budget(macs=1e9), "one", storage, device="cpu", output=str(tmp_path / "mine.toml"))
+    assert chosen.spec_path == str(tmp_path / "mine.toml") and load_spec(chosen.spec_path) == load_spec(one.spec_path)

@@ -24,7 +24,7 @@ from scaler.baselines import resolve_spec
 from scaler.budget import Budget, Fit, fit_phi
 from scaler.data import load_data, parse_data
 from scaler.device import thread_share, use_threads, worker_devices
-from scaler.errors import ScalerError, check_int, check_number
+from scaler.errors import ScalerError, check_int, check_number, check_output_file
 from scaler.estimator import estimate
 from scaler.grid import Candidate, family_candidates, fingerprint, references
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, check_cap, compound
@@ -346,10 +346,11 @@ def search(
     on_start: Callable[[int, int], None] | None = None,
     on_progress: Callable | None = None,
     threads: int | None = None,
+    output: str | None = None,
 ) -> SearchResult:
     """Train every candidate of the study not yet trained, with `workers` processes, then fit phi to `budget`
-    with the best compound candidate and write its spec as best.json beside the study. A finished study is
-    reported, not retrained.
+    with the best compound candidate and write its spec to `output` (.json or .toml; default <study>-best.json
+    beside the study). A finished study is reported, not retrained.
 
     `repeats`: then train the baseline, the three best compound candidates and the best single-dimension
     reference `repeats` more times with other seeds, measuring the proxy's seed noise (scaler.study.verdict).
@@ -367,6 +368,8 @@ def search(
     share = thread_share(threads, workers)
     storage = storage or default_storage(study_name)
     check_request(recipe, budget, storage, study_name, workers, validate_phis, repeats, check_ranks, check_top)
+    if output is not None:
+        check_output_file(output, (".json", ".toml"))  # before any training, not after it
     if workers == 1:
         use_threads(share)
     with storage_failures():
@@ -393,7 +396,7 @@ def search(
         result = read_search(study_name, storage, budget)
         if result.verdict is not None:
             _name_winner(study, result)
-    return write_best(result)
+    return write_best(result, output)
 
 
 def _decisive(trials: tuple[TrialRecord, ...], repeats: int, check_ranks: int,
@@ -434,11 +437,17 @@ def _name_winner(study: optuna.Study, result: SearchResult) -> None:
         study.set_user_attr("seed_noise", asdict(v.noise))
 
 
-def write_best(result: SearchResult) -> SearchResult:
-    """Write the fitted network's spec as best.json beside the study (when a budget was fitted)."""
+def best_spec_path(study_name: str, storage: str, output: str | None = None) -> str:
+    """Where a study's fitted network goes: `output`, or <study>-best.json beside the study (one file per study, so
+    that one study never replaces another's)."""
+    return output or str(storage_folder(storage) / f"{study_name}-best.json")
+
+
+def write_best(result: SearchResult, output: str | None = None) -> SearchResult:
+    """Write the fitted network's spec (when a budget was fitted) to `best_spec_path`."""
     if result.fit is None:
         return result
-    path = str(storage_folder(result.storage) / "best.json")
+    path = best_spec_path(result.study_name, result.storage, output)
     save_spec(replace(result.fit.spec, name=f"{resolve_spec(result.recipe.baseline).name}@phi={result.fit.phi:g}"),
               path)
     return replace(result, spec_path=path)

@@ -80,7 +80,11 @@ def open_storage(url: str, create: bool = False) -> optuna.storages.BaseStorage:
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url))
     except Exception as error:  # noqa: BLE001 -- SQLAlchemy and the drivers raise many kinds; one line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        hint = " (pip install 'scaler[postgresql]')" if "import" in first.lower() else ""
+        hint = ""
+        if "import" in first.lower() or "no module" in first.lower():
+            hint = (" (pip install 'scaler[postgresql]')" if url.startswith("postgresql") else
+                    " (scaler installs drivers for SQLite and PostgreSQL only; for MySQL install one, e.g. pip install"
+                    " pymysql, and name it: mysql+pymysql://...)")
         raise ScalerError(f"storage: cannot open {url}: {first}{hint}") from None
 
 
