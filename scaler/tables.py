@@ -4,6 +4,7 @@ optuna, no matplotlib: the light commands print through here and start at once."
 
 from __future__ import annotations
 
+from scaler.baselines import resolve_spec
 from scaler.estimator import Estimate, estimate
 from scaler.spec import Spec
 
@@ -178,8 +179,21 @@ def search_text(result) -> str:
         f = result.fit
         lines += [f"phi {f.phi:.2f}: {f.params:,} params, {f.macs:,} FLOPs (MACs), {f.spec.resolution} px, peak "
                   f"training memory {mib(f.memory_bytes)} at batch {result.recipe.proxy.batch_size}; limited by "
-                  f"{', '.join(f.binding) or '-'}", spec_text(f.spec), f"wrote {result.spec_path}"]
+                  f"{', '.join(f.binding) or '-'}"]
+        if f.phi < 0:
+            lines.append(shrink_note(result.recipe.baseline, f))
+        lines += [spec_text(f.spec), f"wrote {result.spec_path}"]
     return "\n".join(lines + [FLOPS_NOTE])
+
+
+def shrink_note(baseline: str, fit) -> str:
+    """A negative phi said plainly: the budget is below the baseline, which was shrunk, by how much."""
+    base = resolve_spec(baseline)
+    e = estimate(base)
+    blocks = sum(s.repeats for s in fit.spec.stages), sum(s.repeats for s in base.stages)
+    return (f"note: phi is negative: the budget is below {base.name} itself, so it was shrunk, not scaled up: "
+            f"{fit.macs / e.macs:.1%} of its FLOPs and {fit.params / e.params:.1%} of its params, {blocks[0]} of "
+            f"{blocks[1]} blocks, {fit.spec.resolution} px instead of {base.resolution}")
 
 
 def study_text(result) -> str:

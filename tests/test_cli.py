@@ -478,3 +478,13 @@ def test_every_option_of_every_command_says_what_it_does():
 
     missing = [(name, option.opts) for name, option in options(cli) if not option.help and "--help" not in option.opts]
     assert not missing
+
+
+def test_a_negative_phi_says_how_far_the_baseline_was_shrunk():
+    from scaler.budget import Budget, fit_phi
+    from scaler.tables import shrink_note
+
+    fit = fit_phi("efficientnet-b0", Budget(macs=1e6))  # 1 MFLOP: far below B0's 390
+    note = shrink_note("efficientnet-b0", fit)
+    assert fit.phi < -10 and note.startswith("note: phi is negative: the budget is below efficientnet-b0 itself")
+    assert f"{fit.spec.resolution} px instead of 224" in note and "% of its FLOPs" in note
