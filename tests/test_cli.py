@@ -466,7 +466,8 @@ def test_an_early_ctrl_c_is_one_line_and_status_130(tmp_path):
     time.sleep(0.6)  # past the CLI's own start-up (about 0.1 s), inside torch's import (about 2-4 s)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
-    assert process.returncode == 130 and err.strip() == "scaler: interrupted", err
+    # Exit status 130, or ended by the signal itself (seen in a fresh environment): a shell reports both as 130.
+    assert process.returncode in (130, -signal.SIGINT) and err.strip() == "scaler: interrupted", err
 
 
 def test_every_option_of_every_command_says_what_it_does():
