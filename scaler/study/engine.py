@@ -23,6 +23,7 @@ import signal
 import socket
 import time
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Iterable
 
 import optuna
@@ -38,16 +39,16 @@ from scaler.study.trials import FINAL_FAILURES, SETTLED_FAILURES, TrialFailure, 
 from scaler.training import TrainResult, train
 
 
-class Search:
+class Search(ABC):
     """What a search defines for the engine: its candidates and its objective. Subclasses set `study` and `device`
-    and override the methods that raise NotImplementedError."""
+    and define the abstract methods."""
 
     study: optuna.Study
     device: torch.device
 
+    @abstractmethod
     def key_of(self, params: dict, attrs: dict) -> Hashable | None:
         """The candidate a trial (its parameters and user attributes) scores; None for a trial of none."""
-        raise NotImplementedError
 
     def key(self, trial: FrozenTrial | optuna.Trial) -> Hashable | None:
         params = trial.params
@@ -59,19 +60,20 @@ class Search:
         """(params, user attributes) of every candidate that must be queued; none for a sampler-driven search."""
         return ()
 
+    @abstractmethod
     def requeued(self, trial: FrozenTrial) -> tuple[dict, dict]:
         """(params, user attributes) that queue a failed trial's candidate again."""
-        raise NotImplementedError
 
+    @abstractmethod
     def has_work(self) -> bool:
         """Whether this worker should take another trial (it may queue work to say yes)."""
-        raise NotImplementedError
 
     def load_data(self) -> None:
         """Load what scoring needs, once, before the first trial (so a data error is not a trial's)."""
 
+    @abstractmethod
     def score(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        raise NotImplementedError
+        """Score the trial's candidate: its objective value(s)."""
 
     def ended(self, trial: FrozenTrial) -> None:
         """A trial ended (in this process, or in a worker process): report progress."""
