@@ -10,8 +10,10 @@ from scaler.budget import budget_from_units
 from scaler.errors import ScalerError
 from scaler.plot import DEFAULT_RULES, found_rule, plot_family, plot_study
 from scaler.scaling import compound
+from scaler.searches.baseline import BaselineResult
 from scaler.searches.compound import SearchResult, read_search, trial_candidate
-from scaler.study.storage import find_study, load_study, storage_failures, storage_folder, study_kind
+from scaler.studies import read_study
+from scaler.study.storage import find_study, storage_folder
 from scaler.study.trials import candidate_states
 from scaler.tables import markdown_table, mean_text, stage_table
 
@@ -120,13 +122,11 @@ def report_study(study_name: str, storage: str | None = None, output: str | Path
     the study figure, and the costs against phi of the found family; with `budget_limits` (user units), the fit
     of phi to them. Returns the report's path."""
     url = find_study(study_name, storage)
-    with storage_failures():
-        kind = study_kind(load_study(study_name, url))
-    if kind == "baseline":
+    result = read_study(study_name, url)
+    if isinstance(result, BaselineResult):
         raise ScalerError(f"report: study {study_name!r} is a baseline search, which `scaler report` does not "
                           f"write up; `scaler studies show {study_name}` lists its candidates and `scaler plot "
                           f"{study_name}` draws them")
-    result = read_search(study_name, url)
     recipe = result.recipe
     batch_size = batch_size or recipe.proxy.batch_size
     budget = budget_from_units(**(budget_limits or {}), batch_size=batch_size, device=device)
