@@ -316,6 +316,8 @@ def _quiet_optuna() -> None:
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Worker processes here (one per GPU in turn); more than 1 needs a journal file or PostgreSQL.")
 @THREADS_OPTION
+@click.option("--plan", is_flag=True, help="Only show the candidates the study would train: each one's network at "
+              "equal FLOPs, params and projected time here (a few batches are trained to time this machine).")
 @click.option("--study-name", default=None, help="Study name (default: 'quick' or 'default').")
 @click.option("--storage", help="Optuna storage URL (default sqlite:///studies/<study-name>.db).")
 @click.option("--output", "-o", help="Spec file for the network fitted to the budget, .json or .toml (default "
@@ -324,7 +326,7 @@ def _quiet_optuna() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, recipe, baseline,
                    sampler, trials, stage_scaling, max_resolution, prune, repeats, check_ranks, check_top, validate_phi,
-                   workers, threads, study_name, storage, output, device, as_json, **proxy) -> None:
+                   workers, threads, plan, study_name, storage, output, device, as_json, **proxy) -> None:
     """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
     Running the same command again resumes the study: nothing completed is trained again. Several machines
@@ -341,12 +343,21 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
                                batch_size=settings.proxy.batch_size, device=device)
     name = study_name or default_study_name(quick, recipe)
     phis = _numbers("--validate-phi", validate_phi) if validate_phi else ()
+    repeats = default_repeats(quick) if repeats is None else repeats
+    if plan:
+        from scaler.searches.compound_plan import plan_search
+        from scaler.study.storage import default_storage
+
+        planned = plan_search(settings, device, repeats, phis, check_ranks, check_top, threads,
+                              storage or default_storage(name), name)
+        emit(as_json, planned.to_dict(), lambda: tables.plan_text(planned))
+        return
     eta, several_rules = Eta(), len(settings.stage_scaling) > 1
     _quiet_optuna()
     result = search(settings, budget, name, storage, device,
                     lambda record, done, total: say(search_line(record, done, total, eta, several_rules)),
                     workers=workers, prune=prune, validate_phis=phis,
-                    repeats=default_repeats(quick) if repeats is None else repeats, check_ranks=check_ranks,
+                    repeats=repeats, check_ranks=check_ranks,
                     check_top=check_top,
                     on_start=lambda done, total: say(f"study {name}: {total} candidates, {done} done, {workers} "
                                                      f"worker{'s' * (workers > 1)}"),

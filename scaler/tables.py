@@ -151,8 +151,9 @@ def _difference_text(verdict) -> str:
 
 
 def trials_table(trials) -> str:
-    """One row per candidate; a candidate that rounds to an already trained network says which one it shares.
-    In a study of several stage rules each kind names its rule."""
+    """One row per candidate, with the effective alpha/beta/gamma of the network it was trained as (at equal
+    cost); a candidate that rounds to an already trained network says which one it shares. In a study of several
+    stage rules each kind names its rule."""
     several_rules = len({t.stage_scaling for t in trials}) > 1
     rows = []
     for t in trials:
@@ -163,11 +164,39 @@ def trials_table(trials) -> str:
         if several_rules:
             kind += f" [{t.stage_scaling}]"
         rows.append([t.number, kind, f"{t.alpha:g}", f"{t.beta:g}", f"{t.gamma:.3f}",
+                     "-" if t.effective is None else "/".join(f"{v:.2f}" for v in t.effective),
                      "-" if t.resolution is None else t.resolution,
                      "-" if t.flops_ratio is None else f"{t.flops_ratio:.2f}",
                      "-" if t.params is None else f"{t.params:,}",
                      f"{t.top1:.3f}" if t.top1 is not None else (t.failure or t.state.lower()), time_taken])
-    return table(["trial", "kind", "alpha", "beta", "gamma", "px", "FLOPs ratio", "params", "top-1", "time"], rows)
+    return table(["trial", "kind", "alpha", "beta", "gamma", "trained as", "px", "FLOPs ratio", "params", "top-1",
+                  "time"], rows)
+
+
+def plan_text(plan) -> str:
+    """`scaler search --plan` (scaler.searches.compound_plan.Plan): each candidate's network and projected time."""
+    rows = []
+    for i, c in enumerate(plan.candidates):
+        k, m, net = c.candidate, c.match, c.match.network
+        shape = ["-", "-", "-"] if net is None else ["-".join(str(s.repeats) for s in net.stages),
+                                                     "-".join(str(s.channels) for s in net.stages), net.resolution]
+        effective = "-" if net is None else "/".join(f"{v:.2f}" for v in m.coefficients(k.phi))
+        note = m.reason and f"skipped: {m.reason}" or (f"= {c.same_network_as}" if c.same_network_as is not None
+                                                       else duration(c.seconds))
+        rows.append([i, k.kind if len(plan.recipe.stage_scaling) == 1 else f"{k.kind} [{k.stage_scaling}]",
+                     f"{k.alpha:g}/{k.beta:g}/{k.gamma:.3f}", effective, *shape, f"{m.target:.2f}",
+                     f"{m.flops_ratio:.3f}", "-" if c.params is None else f"{c.params:,}", note])
+    trained = sum(1 for c in plan.candidates if c.seconds)
+    lines = [table(["#", "kind", "alpha/beta/gamma", "trained as", "blocks per stage", "channels per stage", "px",
+                    "nominal", "real FLOPs", "params", "time"], rows),
+             f"{len(plan.candidates)} candidates, {trained} to train (the others share a network or are skipped)"
+             + (f", then {plan.recipe.trials} TPE proposals" if plan.recipe.sampler == "tpe" else "")
+             + (f", then {plan.later} trainings chosen by the first pass (repeats, rank check, validation)"
+                if plan.later else ""),
+             f"projected: {duration(plan.total_seconds)} on {plan.device} (the proxy baseline trains at "
+             f"{plan.images_per_second:,.0f} img/s here; each candidate's time drawn from it and one candidate's "
+             f"by FLOPs, later trainings at the mean)"]
+    return "\n".join(lines)
 
 
 def search_text(result) -> str:

@@ -488,7 +488,7 @@ def test_the_shipped_recipes_load():
     (["--sampler", "random"], "--sampler"),
     (["--trials", "0"], "trials"),
     (["--repeats", "-1"], "repeats"),
-    (["--check-ranks", "2"], "check ranks: must be at least 4"),
+    (["--check-ranks", "2"], "check ranks: must be at least 3"),
     (["--check-ranks", "9", "--check-top", "1"], "check top"),
     (["--baseline", "nope"], "nope"),
     (["--recipe", "missing.toml"], "cannot read"),

@@ -13,7 +13,7 @@ from scaler.scaling import round_channels
 from scaler.spec import Spec, Stage
 from scaler.study.proxy import QUICK_PROXY, Proxy, split_settings
 
-VERSION = "3"  # bump when a change would make old trials incomparable (3: common random numbers for weights)
+VERSION = "4"  # bump when a change would make old trials incomparable (4: proxy channels to multiples of 2)
 BLOCKS = ("mbconv", "fused_mbconv")
 KERNELS = (3, 5)
 EXPANSIONS = (1, 4, 6)

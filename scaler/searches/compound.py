@@ -27,7 +27,8 @@ from scaler.device import thread_share, use_threads, worker_devices
 from scaler.errors import ScalerError, check_int, check_number, check_output_file
 from scaler.estimator import estimate
 from scaler.grid import Candidate, family_candidates, fingerprint, references
-from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, check_cap, compound
+from scaler.equal_cost import CostMatch, match_cost
+from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, check_cap, multipliers
 from scaler.searches.compound_recipe import SAMPLED_STEP, Recipe, recipe_from_dict
 from scaler.spec import Spec, save_spec, to_dict
 from scaler.study import engine
@@ -59,6 +60,7 @@ class TrialRecord:
     failure: str | None
     same_network_as: int | None
     stage_scaling: str = "uniform"
+    effective: tuple[float, float, float] | None = None  # alpha, beta, gamma of the network trained (equal cost)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ def record(trial: FrozenTrial) -> TrialRecord:
         macs=attrs.get("macs"), activations=attrs.get("activations"), wall_seconds=attrs.get("wall_seconds"),
         failure=failure_text(trial), same_network_as=attrs.get("same_network_as"),
         stage_scaling=attrs.get("stage_scaling", "uniform"),
+        effective=tuple(attrs["effective"]) if attrs.get("effective") else None,
     )
 
 
@@ -243,12 +246,9 @@ class CompoundSearch(engine.Search):
             return engine.take_duplicate(trial, other, reuse=bool(attrs.get("sampled")))
         return self._train(trial, Candidate(**{name: attrs[name] for name, _ in CANDIDATE_FIELDS if name in attrs}))
 
-    def network(self, candidate: Candidate) -> Spec:
-        """The proxy network that scores `candidate`."""
-        if candidate.kind == "baseline":
-            return self.proxy
-        return compound(self.proxy, candidate.alpha, candidate.beta, candidate.gamma, candidate.phi,
-                        rule=self.recipe.proxy_rule(candidate.stage_scaling))
+    def network(self, candidate: Candidate) -> CostMatch:
+        """The proxy network that scores `candidate`, at equal real FLOPs (or why there is none)."""
+        return candidate_network(self.recipe, self.proxy, candidate)
 
     def _same_network(self, trial: optuna.Trial, network: Spec, candidate: Candidate) -> FrozenTrial | None:
         """A trained trial whose candidate rounds to the very same network: its score is this one's (training is
@@ -261,12 +261,18 @@ class CompoundSearch(engine.Search):
                      if t.user_attrs.get("network") == digest and "same_network_as" not in t.user_attrs), None)
 
     def _train(self, trial: optuna.Trial, candidate: Candidate) -> float:
-        network = self.network(candidate)
+        match = self.network(candidate)
+        trial.set_user_attr("nominal_flops_ratio", match.target)
+        if match.network is None:
+            trial.set_user_attr("flops_ratio", match.flops_ratio)
+            trial.set_user_attr("failure", f"skipped: {match.reason}")
+            trial.set_user_attr("failure_kind", "off_cost")
+            raise TrialFailure(match.reason)
+        network = match.network
         cost = estimate(network)
-        for name, value in {"flops_ratio": cost.macs / self.base_macs,
-                            "nominal_flops_ratio": candidate.nominal_flops_ratio ** candidate.phi,
-                            "params": cost.params, "macs": cost.macs, "activations": cost.activations,
-                            "resolution": network.resolution}.items():
+        for name, value in {"flops_ratio": cost.macs / self.base_macs, "params": cost.params, "macs": cost.macs,
+                            "activations": cost.activations, "resolution": network.resolution,
+                            "effective": list(match.coefficients(candidate.phi))}.items():
             trial.set_user_attr(name, value)
         twin = self._same_network(trial, network, candidate)
         if twin is not None:
@@ -290,6 +296,16 @@ class CompoundSearch(engine.Search):
         trial.set_user_attr("images_per_second", result.images_per_second)
         trial.set_user_attr("wall_seconds", result.wall_seconds)
         return result.top1
+
+
+def candidate_network(recipe: Recipe, proxy: Spec, candidate: Candidate) -> CostMatch:
+    """The network `candidate` is trained as: `proxy` scaled by its multipliers at phi, at its nominal FLOPs
+    ratio (alpha * beta^2 * gamma^2)^phi within ±3 % (scaler.equal_cost); the baseline is the proxy itself."""
+    if candidate.kind == "baseline":
+        return CostMatch(proxy, 1.0, 1.0, 1.0, 1.0, 1.0)
+    depth, width, resolution = multipliers(candidate.alpha, candidate.beta, candidate.gamma, candidate.phi)
+    return match_cost(proxy, depth, width, resolution, candidate.nominal_flops_ratio ** candidate.phi,
+                      recipe.proxy_rule(candidate.stage_scaling), name=f"{proxy.name}@{candidate.kind}")
 
 
 def _worker_process(recipe: Recipe, study_name: str, storage: str, device: str, prune: bool, worker: int,
@@ -324,6 +340,14 @@ def check_request(recipe: Recipe, budget: Budget | None, storage: str, study_nam
             check_cap(resolve_spec(recipe.baseline), recipe.rule(rule))
     for phi in validate_phis:
         check_number("validate phi", phi, 0, 8)
+    proxy = recipe.proxy_network()
+    for rule in recipe.stage_scaling:
+        for phi in sorted({1.0, *(float(p) for p in validate_phis if p > 0)}):
+            for reference in references():
+                match = candidate_network(recipe, proxy, replace(reference, phi=phi, stage_scaling=rule))
+                if match.network is None:
+                    raise ScalerError(f"proxy: the {reference.kind}-only reference at phi {phi:g} ({rule} stage "
+                                      f"scaling) cannot be trained at equal cost: {match.reason}")
     check_int("repeats", repeats, 0)
     if check_ranks:
         check_int("check ranks", check_ranks, recipe.proxy.epochs + 1)

@@ -19,7 +19,7 @@ from scaler.scaling import STAGE_RULES, StageRule, stage_rule
 from scaler.spec import Spec
 from scaler.study.proxy import FLAT_NAMES, QUICK_PROXY, Proxy, split_settings
 
-VERSION = "4"  # bump when a change would make old trials incomparable (4: common random numbers for weights)
+VERSION = "5"  # bump when a change would make old trials incomparable (5: candidates at equal real FLOPs)
 SAMPLERS = ("grid", "tpe")
 SAMPLED_STEP = 0.01  # TPE proposes alpha and beta on this grid: finer than a short proxy can tell apart
 DEFAULT_REPEATS, QUICK_REPEATS = 2, 1  # extra seeds for the deciding candidates (scaler.study.verdict)

@@ -18,6 +18,10 @@ FLAT_NAMES = {"data": "data", "epochs": "epochs", "resolution": "proxy_resolutio
               "depth": "proxy_depth", "batch_size": "batch_size", "train_size": "train_size",
               "val_size": "val_size", "seed": "seed", "progressive": "progressive"}
 FIELD_NAMES = {flat: name for name, flat in FLAT_NAMES.items()}
+# A proxy's channels round to multiples of 2, not of the baseline's 8: at half B0's width a multiple of 8 moved the
+# stages' widths by up to 50 % (12 -> 16 channels) and let a width multiplier of 1.05 change nothing at all, so
+# candidates could not be brought to equal FLOPs (scaler.equal_cost).
+PROXY_DIVISOR = 2
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,10 @@ class Proxy:
         check_progressive(self.progressive)
 
     def shrink(self, spec: Spec) -> Spec:
-        """Any network shrunk as this proxy shrinks: its width, depth and resolution."""
-        return scale(spec, width=self.width, depth=self.depth, resolution=self.resolution)
+        """Any network shrunk as this proxy shrinks: its width, depth and resolution, its channels to multiples of
+        PROXY_DIVISOR."""
+        return scale(replace(spec, divisor=PROXY_DIVISOR), width=self.width, depth=self.depth,
+                     resolution=self.resolution)
 
     def settings(self) -> dict:
         """The proxy's settings under their flat names, as a study stores them."""
@@ -65,6 +71,7 @@ def with_settings(proxy: Proxy, flat: dict) -> Proxy:
     return replace(proxy, **split_settings(flat)[0])
 
 
-# Sized so that `scaler search --quick` checks the whole machinery in minutes on a 2-core CPU; its scores are too
-# noisy to rank candidates.
-QUICK_PROXY = Proxy(epochs=3, resolution=32, width=0.5, depth=0.34, batch_size=32, train_size=1024, val_size=256)
+# Sized so that `scaler search --quick` checks the whole machinery in under 3 minutes on a 2-core CPU (1:43 on an
+# AMD EPYC, benchmarks/RESULTS.md): its scores are near chance and rank nothing. With every candidate at 2x the
+# baseline's real FLOPs (scaler.equal_cost) and none sharing a network any more, 1024 images x 3 epochs took 5:18.
+QUICK_PROXY = Proxy(epochs=2, resolution=32, width=0.5, depth=0.34, batch_size=32, train_size=512, val_size=256)

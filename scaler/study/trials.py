@@ -7,7 +7,7 @@ A trial's user attributes hold its candidate and what scoring it found. The engi
 - `copy_of`: a candidate proposed again takes trial N's score untrained;
 - `top1_per_epoch`, `wall_seconds`, `images_per_second`, `params`, `macs`: what scoring found.
 
-Failure kinds: the candidate's own (`oom`, `nonfinite`: never trained again), an unexpected `error` (tried once
+Failure kinds: the candidate's own (`oom`, `nonfinite`, `off_cost`: never trained again), an unexpected `error` (tried once
 more per command), and bookkeeping that no table shows: `surplus` (another trial has the candidate), `infeasible`
 (a proposal off the constraint), `outside` (a proposal outside the FLOPs band), `copy` (a repeated proposal, as
 older studies recorded it). A trial without a failure that is FAIL lost its worker (killed, or gone silent).
@@ -18,7 +18,8 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-FINAL_FAILURES = ("oom", "nonfinite")  # failures of the candidate itself: never trained again
+FINAL_FAILURES = ("oom", "nonfinite", "off_cost")  # the candidate's own (off_cost: no network at equal FLOPs,
+# scaler.equal_cost): never trained again
 SETTLED_FAILURES = (*FINAL_FAILURES, "error")  # an unexpected error is tried again once per command
 HIDDEN = ("surplus", "infeasible", "outside", "copy")  # bookkeeping trials, left out of every table and count
 

@@ -1,0 +1,112 @@
+"""`scaler search --plan`: what a study would train, before it trains anything.
+
+Each of the recipe's candidates with the network it is trained as (at equal real FLOPs, scaler.equal_cost), or why
+it is skipped, and the time it is projected to take here: short trainings of the proxy baseline and of the first
+candidate at the study's cost measure the seconds per image on this machine, and each candidate's time is read
+off the line through the two at its FLOPs ratio. The trainings a search adds after its first pass (repeats, a
+rank check, the found family at other phis) depend on what wins it, so they are counted and timed at the mean of
+the first pass, not listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from scaler.data import load_data
+from scaler.device import resolve_device, thread_share, use_threads
+from scaler.equal_cost import CostMatch
+from scaler.estimator import estimate
+from scaler.grid import Candidate
+from scaler.searches.compound import candidate_network, check_request, planned_total
+from scaler.searches.compound_recipe import Recipe
+from scaler.spec import to_dict
+from scaler.training import train
+
+EVAL_SHARE = 1 / 3  # a validation image costs about a third of a training image (a forward pass, no backward)
+
+
+@dataclass(frozen=True)
+class PlannedCandidate:
+    candidate: Candidate
+    match: CostMatch
+    params: int | None  # None: skipped
+    same_network_as: int | None  # the index of an earlier candidate that rounds to the same network (not trained)
+    seconds: float  # 0 for a skipped candidate or one that shares a network
+
+    def to_dict(self) -> dict:
+        m, net = self.match, self.match.network
+        return {**asdict(self.candidate), "nominal_flops_ratio": m.target, "flops_ratio": m.flops_ratio,
+                "effective": None if net is None else list(m.coefficients(self.candidate.phi)),
+                "stage_repeats": None if net is None else [s.repeats for s in net.stages],
+                "stage_channels": None if net is None else [s.channels for s in net.stages],
+                "resolution": None if net is None else net.resolution, "params": self.params,
+                "same_network_as": self.same_network_as, "skipped": m.reason, "seconds": self.seconds}
+
+
+@dataclass(frozen=True)
+class Plan:
+    recipe: Recipe
+    candidates: tuple[PlannedCandidate, ...]
+    later: int  # trainings added after the first pass (repeats, rank check, validation)
+    later_seconds: float
+    images_per_second: float
+    device: str
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(c.seconds for c in self.candidates) + self.later_seconds
+
+    def to_dict(self) -> dict:
+        return {"recipe": self.recipe.to_dict(), "candidates": [c.to_dict() for c in self.candidates],
+                "later_trainings": self.later, "later_seconds": self.later_seconds,
+                "images_per_second": self.images_per_second, "device": self.device,
+                "total_seconds": self.total_seconds}
+
+
+def seconds_per_image(recipe: Recipe, networks: list, device: str) -> list[float]:
+    """Training seconds per image of each network here: one short epoch of a few batches each, on the recipe's
+    data and batch size."""
+    p = recipe.proxy
+    data = load_data(p.data, min(p.train_size, 8 * p.batch_size), min(p.val_size, p.batch_size), p.seed,
+                     resolve_device(device))
+    return [1 / train(network, data, epochs=1, batch_size=p.batch_size, device=device,
+                      seed=p.seed).images_per_second for network in networks]
+
+
+def plan_search(recipe: Recipe = Recipe(), device: str = "auto", repeats: int = 0,
+                validate_phis: tuple[float, ...] = (), check_ranks: int = 0, check_top: int = 5,
+                threads: int | None = None, storage: str = "sqlite:///studies/plan.db",
+                study_name: str = "plan") -> Plan:
+    """The candidates `search` would train with these settings, their networks and projected times; trains
+    nothing but a few batches of the proxy baseline to time this machine."""
+    check_request(recipe, None, storage, study_name, 1, validate_phis, repeats, check_ranks, check_top)
+    use_threads(thread_share(threads))
+    proxy = recipe.proxy_network()
+    base = estimate(proxy).macs
+    matches = [candidate_network(recipe, proxy, c) for c in recipe.candidates()]
+    # Time here is not proportional to FLOPs for networks this small: it is measured on the baseline and on the
+    # first candidate at the study's cost, and drawn as a line through the two.
+    scaled = next((m for m in matches if m.network is not None and m.target > 1), None)
+    timed = [proxy] + ([scaled.network] if scaled else [])
+    measured = seconds_per_image(recipe, timed, device)
+    slope = (measured[-1] - measured[0]) / (scaled.flops_ratio - 1) if scaled else measured[0]
+    p = recipe.proxy
+    planned, seen = [], {}
+    for candidate, match in zip(recipe.candidates(), matches):
+        if match.network is None:
+            planned.append(PlannedCandidate(candidate, match, None, None, 0.0))
+            continue
+        key = str({k: v for k, v in to_dict(match.network).items() if k != "name"})
+        twin = seen.setdefault(key, len(planned))
+        per_image = max(measured[0] + slope * (match.flops_ratio - 1), 0.5 * measured[0])
+        seconds = 0.0 if twin != len(planned) else p.epochs * (p.train_size + EVAL_SHARE * p.val_size) * per_image
+        planned.append(PlannedCandidate(candidate, match, estimate(match.network).params,
+                                        None if twin == len(planned) else twin, seconds))
+    trained = [c.seconds for c in planned if c.seconds]
+    mean = sum(trained) / len(trained) if trained else 0.0
+    later = planned_total(recipe, repeats, validate_phis, check_ranks, check_top) - recipe.total()
+    long = min(check_top, sum(c.kind == "compound" for c in recipe.candidates())) if check_ranks else 0
+    later_seconds = mean * (later - long) + mean * long * check_ranks / p.epochs
+    if recipe.sampler == "tpe":  # TPE's proposals are not known before they are made: timed at the mean
+        later_seconds += mean * recipe.trials
+    return Plan(recipe, tuple(planned), later, later_seconds, 1 / measured[0], str(resolve_device(device)))
