@@ -18,7 +18,8 @@ from scaler.plot import (DEFAULT_RULES, family_data, pareto_front, plot_family, 
                          study_plot_data)
 from scaler.scaling import compound, stage_rule
 from scaler.searches.compound import read_search as report
-from scaler.searches.compound import search, study_total
+from scaler.grid import Candidate
+from scaler.searches.compound import candidate_network, search, study_total
 from scaler.searches.compound_recipe import QUICK, recipe_from_dict
 from scaler.errors import OutOfMemory
 from test_train import run_cli
@@ -126,8 +127,9 @@ def test_validation_trains_the_family_and_single_dimension_rules_at_each_phi(val
     assert curves["found family"][1][1:] == (best.macs, best.top1)  # phi 1 of the family is the winner itself
     for t in result.trials:
         if t.kind == "family" and t.phi == 2.0:
-            expected = compound(TINY.proxy_network(), best.alpha, best.beta, best.gamma, 2.0)
-            assert t.macs == estimate(expected).macs and t.resolution == expected.resolution
+            expected = candidate_network(TINY, TINY.proxy_network(),
+                                         Candidate(best.alpha, best.beta, best.gamma, "family", 2.0)).network
+            assert t.macs == estimate(expected).macs and t.resolution == expected.resolution  # at equal cost
     study = optuna.load_study(study_name="v", storage=storage)
     # Phi 1 of the single-dimension rules is the references; phi 1 of the family is a trial of its own.
     assert study_total(study) == len(TINY.candidates()) + 1 + 4 == len(result.trials)

@@ -203,8 +203,9 @@ def test_two_studies_share_one_database(tmp_path, postgres_url):
     grid once, and neither's fingerprint stops the other."""
     first = write_recipe(tmp_path / "a.toml", TEN)
     second = write_recipe(tmp_path / "b.toml", TEN, seed=7, alpha_range=(1.0, 1.2))
-    processes = [start(["search", "--repeats", "0", "--recipe", recipe, "--storage", postgres_url, "--device", "cpu"], tmp_path,
-                       env=os.environ | {"OMP_NUM_THREADS": "1"}) for recipe in (first, second)]
+    processes = [start(["search", "--repeats", "0", "--threads", "1", "--recipe", recipe, "--storage", postgres_url,
+                        "--device", "cpu"], tmp_path)
+                 for recipe in (first, second)]
     outputs = [p.communicate(timeout=600) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], [err[-1000:] for _, err in outputs]
     assert completed("a", postgres_url) == expected(TEN)
@@ -218,8 +219,8 @@ def test_eight_workers_on_one_postgresql_study_train_exactly_the_grid(tmp_path, 
     database each): exactly the grid completes, nothing twice, no worker fails."""
     from conftest import new_database
 
-    load = recipe_from_dict({"alpha_range": (1.0, 1.4), "beta_range": (1.0, 1.2), "step": 0.1, "train_size": 256,
-                             "val_size": 64}, TEN)
+    load = recipe_from_dict({"alpha_range": (1.0, 1.4), "beta_range": (1.0, 1.2), "step": 0.1, "train_size": 64,
+                             "val_size": 32}, TEN)
     assert len(load.candidates()) >= 16
     recipe = write_recipe(tmp_path / "load.toml", load)
     for round_ in range(3):
