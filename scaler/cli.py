@@ -448,7 +448,8 @@ def studies_show(name, storage, as_json) -> None:
 @click.argument("study", required=False)
 @click.option("--family", is_flag=True, help="Plot costs against phi for scaling rules (no training) instead.")
 @click.option("--storage", help="Optuna storage URL (default: the study's file in studies/).")
-@click.option("--output", "-o", help="File to write: .png, .svg or .pdf (default studies/STUDY.png, or family.png).")
+@click.option("--output", "-o", help="File to write: .png, .svg or .pdf (default studies/STUDY.png, or "
+              "studies/family.png).")
 @click.option("--baseline", help="With --family: the baseline (default: the study's, or efficientnet-b0).")
 @click.option("--alpha", type=float, help="With --family: coefficients to plot (all three), instead of a study's.")
 @click.option("--beta", type=float, help="With --family: the width coefficient (with --alpha and --gamma).")
@@ -494,12 +495,15 @@ def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, m
 
     def text() -> str:
         last, rule = figure.phis[-1], figure.stage_rule
+        budget = any(c.budget_phi is not None or c.budget_note for c in figure.curves)
         rows = [[c.label, f"{c.alpha:g}", f"{c.beta:g}", f"{c.gamma:.3f}", f"{c.macs[-1] / 1e9:.2f} G",
-                 f"{c.params[-1]:,}", "-" if c.budget_phi is None else f"{c.budget_phi:.2f}"] for c in figure.curves]
+                 f"{c.params[-1]:,}"] + ([f"{c.budget_phi:.2f}" if c.budget_phi is not None else "none (below)"]
+                                         if budget else []) for c in figure.curves]
         cap = "" if rule.max_resolution is None else f", resolution capped at {rule.max_resolution} px"
+        notes = [f"{c.label} cannot meet the budget: {c.budget_note}" for c in figure.curves if c.budget_note]
         return "\n".join([tables.table(["rule", "alpha", "beta", "gamma", f"FLOPs at phi {last:g}",
-                                        f"params at phi {last:g}", "phi within budget"], rows),
-                          f"{rule.name} stage scaling{cap}; wrote {figure.path}", tables.FLOPS_NOTE])
+                                        f"params at phi {last:g}"] + (["phi within budget"] if budget else []), rows),
+                          *notes, f"{rule.name} stage scaling{cap}; wrote {figure.path}", tables.FLOPS_NOTE])
 
     emit(as_json, {"output": str(figure.path), "curves": [asdict(c) for c in figure.curves]}, text)
 

@@ -22,7 +22,7 @@ from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, UNIFORM, StageR
 from scaler.searches.baseline import BAND, BaselineResult
 from scaler.searches.compound import SearchResult, TrialRecord, trial_candidate
 from scaler.studies import read_study
-from scaler.study.storage import find_study, storage_folder
+from scaler.study.storage import STUDIES_FOLDER, find_study, storage_folder
 from scaler.study.trials import candidate_states
 from scaler.study.verdict import candidate_key, seed_scores, standing
 
@@ -240,6 +240,7 @@ class FamilyCurve:
     budget_phi: float | None
     stage_scaling: str = "uniform"
     max_resolution: int | None = None
+    budget_note: str | None = None  # why the rule cannot meet the budget, when it cannot
 
 
 def family_data(baseline, rules: dict[str, tuple[float, float, float]] | None = None,
@@ -255,16 +256,16 @@ def family_data(baseline, rules: dict[str, tuple[float, float, float]] | None = 
     for label, (alpha, beta, gamma) in rules.items():
         costs = [estimate(compound(base, alpha, beta, gamma, phi, rule=stage_rule), batch_size=batch_size)
                  for phi in phis]
-        budget_phi = None
+        budget_phi, budget_note = None, None
         if budget is not None:
             try:
                 budget_phi = fit_phi(base, budget, alpha, beta, gamma, rule=stage_rule).phi
-            except ScalerError:
-                budget_phi = None  # this rule cannot meet the budget (or meets it past MAX_PHI)
+            except ScalerError as error:  # below the smallest network the rule makes, or past MAX_PHI
+                budget_note = str(error)
         curves.append(FamilyCurve(label, alpha, beta, gamma, tuple(phis), tuple(c.macs for c in costs),
                                   tuple(c.params for c in costs), tuple(c.activations for c in costs),
                                   tuple(c.peak_training_memory_bytes for c in costs), budget_phi,
-                                  stage_rule.name, stage_rule.max_resolution))
+                                  stage_rule.name, stage_rule.max_resolution, budget_note))
     return tuple(curves)
 
 
@@ -429,7 +430,9 @@ def plot_rules(study_name: str | None = None, storage: str | None = None, output
             alpha, beta, gamma = coefficients
             rules[f"given ({alpha:g}, {beta:g}, {gamma:g})"] = (alpha, beta, gamma)
     check_number("--max-phi", max_phi, 0, 12, above_low=True)
-    path = check_output(output or "family.png")
+    if output is None:
+        STUDIES_FOLDER.mkdir(exist_ok=True)  # beside the studies' own figures, never in the working folder
+    path = check_output(output or STUDIES_FOLDER / "family.png")
     budget = budget_from_units(**(budget_limits or {}), batch_size=batch_size, device=device)
     phis = tuple(i / 4 for i in range(int(max_phi * 4) + 1))
     curves = plot_family(baseline or "efficientnet-b0", path, rules | DEFAULT_RULES, phis, batch_size, budget, rule)

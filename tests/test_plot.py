@@ -173,7 +173,20 @@ def test_family_curves_follow_the_stage_rule(tmp_path, capsys, monkeypatch):
     assert code == 0, err
     data = json.loads(out)
     assert {(c["stage_scaling"], c["max_resolution"]) for c in data["curves"]} == {("v2", 400)}
-    assert (tmp_path / "family.png").stat().st_size > 10_000
+    assert (tmp_path / "studies" / "family.png").stat().st_size > 10_000  # beside the studies' figures
+    assert [p.name for p in tmp_path.iterdir()] == ["studies"]  # nothing in the working folder itself
+
+
+def test_a_budget_no_rule_can_meet_says_why(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "plot", "--family", "--budget-gflops", "0.00001", "--max-phi", "1")
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line.startswith(("paper", "depth", "width", "resolution"))]
+    assert rows and all(row.endswith("none (below)") for row in rows)
+    notes = [line for line in out.splitlines() if " cannot meet the budget: " in line]
+    assert len(notes) == len(rows) and all("below the smallest network this rule can make" in n for n in notes)
+    code, out, err = run_cli(capsys, "plot", "--family", "--max-phi", "1")  # no budget: no budget column
+    assert code == 0 and "phi within budget" not in out and "cannot meet" not in out
 
 
 def test_family_curves_come_from_the_estimator_and_meet_the_budget_where_fit_phi_says():

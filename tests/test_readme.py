@@ -53,5 +53,22 @@ def test_readme_baselines_table_is_current(tmp_path):
 def test_readme_python_example_runs(tmp_path, monkeypatch):
     code = re.search(r"```python\n(.*?)```", TEXT, flags=re.S).group(1)
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "studies").mkdir()
     exec(compile(code, "README.md", "exec"), {})
-    assert (tmp_path / "b0-phi2.json").exists()
+    assert (tmp_path / "studies" / "b0-phi2.json").exists()
+
+
+def test_readme_examples_write_only_under_studies_which_git_ignores():
+    """The examples, run from the repository root, leave nothing in it: every file they name goes under
+    studies/, and everything generated there is out of `git status`; what ships there is not."""
+    outputs = [args[i + 1] for args in map(shlex.split, COMMANDS) for i, a in enumerate(args) if a in ("-o", "--output")]
+    outputs += re.findall(r'save_spec\(\w+, "([^"]+)"\)', TEXT)
+    assert outputs and all(path.startswith("studies/") for path in outputs), outputs
+    if shutil.which("git") is None or not (README.parent / ".git").exists():
+        pytest.skip("not a git checkout")
+    generated = ["studies/quick.db", "studies/quick.log", "studies/quick-best.json", "studies/family.png",
+                 "studies/quick-report/report.md", "studies/baseline-quick-baseline.json", *outputs]
+    shipped = ["studies/README.md", "studies/default.toml", "studies/cifar10.toml", "studies/finding.toml"]
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", *generated, *shipped], cwd=README.parent,
+                             capture_output=True, text=True).stdout.split()
+    assert sorted(ignored) == sorted(set(generated))
