@@ -12,7 +12,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from scaler.baselines import resolve_spec
 from scaler.budget import Budget, budget_from_units, fit_phi
@@ -153,7 +157,10 @@ def point_series(data: StudyPlot) -> tuple[tuple[str, str, str, bool, tuple[Tria
 
 
 def draw_study(data: StudyPlot) -> Figure:
-    figure = Figure(figsize=(13, 5.2))
+    """The accuracy panel (each candidate at its mean, the Pareto front, the chosen one ringed and named in the
+    legend) beside the alpha-beta landscape as a heat map over the grid. Constrained layout keeps the panels, their
+    titles, the legend and the colour bar apart; every label sits inside its own axes."""
+    figure = Figure(figsize=(13, 5.6), layout="constrained")
     ax, land = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.25, 1]})
     by_number = {t.number: t for t in data.scored}
     mean = dict(zip(by_number, data.means))
@@ -173,47 +180,70 @@ def draw_study(data: StudyPlot) -> Figure:
         ax.plot([macs / 1e6 for _, macs, _ in points], [top1 for _, _, top1 in points], color=colours[label],
                 linewidth=1.2, alpha=0.8, zorder=2)
         for phi, macs, top1 in points[1:]:
-            ax.annotate(f"phi {phi:g}", (macs / 1e6, top1), xytext=(4, 4), textcoords="offset points", fontsize=6,
-                        color=colours[label])
+            ax.annotate(f"phi {phi:g}", (macs / 1e6, top1), xytext=(4, 4), textcoords="offset points", fontsize=7,
+                        color=colours[label], annotation_clip=True, clip_on=True)
     front = [by_number[n] for n in data.pareto]
     if front:
         ax.step([t.macs / 1e6 for t in front], [mean[t.number] for t in front], where="post", color="gray",
                 linestyle="--", linewidth=1, label="Pareto front", zorder=2)
     if data.chosen is not None:
         best = by_number[data.chosen]
-        ax.annotate(f"chosen: alpha={best.alpha:g}, beta={best.beta:g}, gamma={best.gamma:.3f}",
-                    (best.macs / 1e6, mean[best.number]), xytext=(10, 10), textcoords="offset points", fontsize=8,
-                    arrowprops={"arrowstyle": "->", "color": "black"})
+        ax.scatter([best.macs / 1e6], [mean[best.number]], s=260, facecolors="none", edgecolors="red",
+                   linewidths=1.8, zorder=4,
+                   label=f"chosen: alpha {best.alpha:g}, beta {best.beta:g}, gamma {best.gamma:.3f}")
     failed = [t for t in data.unscored if t.state == "FAIL"]
     pruned = [t for t in data.unscored if t.state == "PRUNED"]
     note = ", ".join(part for part in (f"{len(failed)} failed" if failed else "",
                                        f"{len(pruned)} pruned" if pruned else "") if part)
     ax.set_xlabel(FLOPS_AXIS)
-    ax.set_ylabel("top-1 on the proxy")
-    bars = "" if data.noise_std is None else " (means ± s.e.)"
-    ax.set_title(f"study {data.study_name}: top-1 against FLOPs" + (f" ({note}, not shown)" if note else "") + bars,
+    ax.set_ylabel("top-1 on the proxy" + ("" if data.noise_std is None else " (mean ± standard error)"))
+    ax.set_title(f"study {data.study_name}: top-1 against FLOPs" + (f"\n({note}, not shown)" if note else ""),
                  fontsize=10)
     ax.grid(alpha=0.3)
     if data.scored:
         ax.legend(fontsize=8, loc="best")
-    if data.landscape:
-        alphas, betas, gammas, top1s = zip(*data.landscape)
-        dots = land.scatter(alphas, betas, c=top1s, cmap="viridis", s=260, marker="s", edgecolors="white")
-        for alpha, beta, gamma in zip(alphas, betas, gammas):
-            land.annotate(f"{gamma:.2f}", (alpha, beta), ha="center", va="center", fontsize=6, color="white")
-        figure.colorbar(dots, ax=land, label="top-1 on the proxy")
-        if data.chosen is not None:
-            best = by_number[data.chosen]
-            land.scatter([best.alpha], [best.beta], s=420, marker="s", facecolors="none", edgecolors="red",
-                         linewidths=2)
-    else:
-        land.text(0.5, 0.5, "no compound candidate scored yet", ha="center", va="center", transform=land.transAxes)
-    land.set_xlabel("alpha (depth)")
-    land.set_ylabel("beta (width)")
     rule = "" if data.landscape_rule == "uniform" and len({t.stage_scaling for t in data.trials}) < 2 \
         else f", {data.landscape_rule} stage scaling"
-    land.set_title(f"alpha-beta landscape{rule} (cell text: gamma; red: chosen)")
+    land.set_title(f"alpha-beta landscape{rule}\n(colour: top-1; text: gamma; red: chosen)", fontsize=10)
+    if data.landscape:
+        _draw_landscape(figure, land, data, by_number)
+    else:
+        land.text(0.5, 0.5, "no compound candidate scored yet", ha="center", va="center", transform=land.transAxes)
+        land.set_xlabel("alpha (depth)")
+        land.set_ylabel("beta (width)")
     return figure
+
+
+def _draw_landscape(figure: Figure, land, data: StudyPlot, by_number: dict) -> None:
+    """The compound candidates as a heat map: one cell of the same size per grid point (alpha across, beta up),
+    an empty cell where the grid has no candidate, each cell's gamma written in black or white, whichever reads
+    on its colour."""
+    alphas = sorted({a for a, _, _, _ in data.landscape})
+    betas = sorted({b for _, b, _, _ in data.landscape})
+    top1 = np.full((len(betas), len(alphas)), np.nan)
+    for alpha, beta, _, score in data.landscape:
+        top1[betas.index(beta), alphas.index(alpha)] = score
+    low, high = float(np.nanmin(top1)), float(np.nanmax(top1))
+    norm = Normalize(low, high if high > low else low + 1e-9)
+    cmap = colormaps["viridis"]
+    mesh = land.pcolormesh(np.arange(len(alphas) + 1) - 0.5, np.arange(len(betas) + 1) - 0.5,
+                           np.ma.masked_invalid(top1), cmap=cmap, norm=norm, edgecolors="white", linewidth=0.5)
+    for alpha, beta, gamma, score in data.landscape:
+        red, green, blue, _ = cmap(norm(score))
+        ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+        land.text(alphas.index(alpha), betas.index(beta), f"{gamma:.2f}", ha="center", va="center",
+                  fontsize=8 if len(alphas) <= 9 else 6, color=ink, clip_on=True)
+    figure.colorbar(mesh, ax=land, label="top-1 on the proxy")
+    if data.chosen is not None:
+        best = by_number[data.chosen]
+        if best.alpha in alphas and best.beta in betas:
+            land.add_patch(Rectangle((alphas.index(best.alpha) - 0.5, betas.index(best.beta) - 0.5), 1, 1,
+                                     fill=False, edgecolor="red", linewidth=2.5))
+    land.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+    land.set_yticks(range(len(betas)), [f"{b:g}" for b in betas])
+    land.set_xlabel("alpha (depth)")
+    land.set_ylabel("beta (width)")
+    land.set_aspect("equal" if len(alphas) * 2 > len(betas) and len(betas) * 2 > len(alphas) else "auto")
 
 
 def plot_study(result: SearchResult, path: str | Path) -> StudyPlot:
@@ -271,7 +301,7 @@ def family_data(baseline, rules: dict[str, tuple[float, float, float]] | None = 
 
 def draw_family(curves: tuple[FamilyCurve, ...], baseline_name: str, batch_size: int,
                 budget: Budget | None = None, stage_rule: StageRule = UNIFORM) -> Figure:
-    figure = Figure(figsize=(12, 8.5))
+    figure = Figure(figsize=(12, 8.5), layout="constrained")
     axes = figure.subplots(2, 2).ravel()
     panels = [("macs", "FLOPs per image (multiply-adds)", "macs"), ("params", "parameters", "params"),
               ("activations", "activations per image (conv and linear outputs)", None),
@@ -280,8 +310,9 @@ def draw_family(curves: tuple[FamilyCurve, ...], baseline_name: str, batch_size:
         for curve in curves:
             colour = RULE_COLOURS.get(curve.label, "tab:purple")  # a study's or the user's coefficients: purple
             ax.plot(curve.phis, getattr(curve, field), marker=".", label=curve.label, color=colour)
-            if curve.budget_phi is not None:
-                ax.axvline(curve.budget_phi, color=colour, linestyle=":", linewidth=1)
+            if curve.budget_phi is not None:  # each rule's own line, named in the legend with its phi
+                ax.axvline(curve.budget_phi, color=colour, linestyle=":", linewidth=1.4,
+                           label=f"{curve.label}: phi {curve.budget_phi:.2f} within the budget")
         if budget is not None and limit is not None and getattr(budget, limit) is not None:
             ax.axhline(getattr(budget, limit), color="red", linewidth=1, label="budget")
         ax.set_yscale("log")

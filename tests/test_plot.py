@@ -14,8 +14,8 @@ import scaler.study.engine as module  # where the proxy training is called from
 from scaler.baselines import get_baseline
 from scaler.budget import Budget, fit_phi
 from scaler.estimator import estimate
-from scaler.plot import (DEFAULT_RULES, family_data, pareto_front, plot_family, plot_study, point_series,
-                         study_plot_data)
+from scaler.plot import (DEFAULT_RULES, draw_family, draw_study, family_data, pareto_front, plot_family, plot_study,
+                         point_series, study_plot_data)
 from scaler.scaling import compound, stage_rule
 from scaler.searches.compound import read_search as report
 from scaler.grid import Candidate
@@ -264,3 +264,69 @@ def test_an_unwritable_output_is_one_line(validated, tmp_path, monkeypatch, caps
     assert code == 2 and err.strip().startswith("scaler: error: output: cannot make taken"), err
     code, _, err = run_cli(capsys, "plot", "v", "-o", "/proc/v.png")
     assert code == 2 and "cannot write /proc/v.png" in err, err
+
+
+def _rendered(figure):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(figure).draw()
+    return figure.canvas.get_renderer()
+
+
+def _inside(inner, outer, slack=1.0) -> bool:
+    return (outer.x0 - slack <= inner.x0 and inner.x1 <= outer.x1 + slack and outer.y0 - slack <= inner.y0
+            and inner.y1 <= outer.y1 + slack)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("study", ["validated", "faulty"])
+def test_the_study_figure_keeps_its_parts_apart(study, request):
+    """Fit for a paper: the panels (titles, tick and axis labels included) and the colour bar do not overlap,
+    the legend (which names the chosen candidate) and every label sit inside their own axes, and the landscape
+    is a heat map of equal cells whose text reads on its colour."""
+    _, storage = request.getfixturevalue(study)
+    data = study_plot_data(report(study[0], storage))
+    figure = draw_study(data)
+    renderer = _rendered(figure)
+    ax, land, bar = figure.axes
+    panels = [a.get_tightbbox(renderer) for a in (ax, land, bar)]
+    assert not any(panels[i].overlaps(panels[j]) for i in range(3) for j in range(i + 1, 3))
+    assert not ax.title.get_window_extent(renderer).overlaps(land.title.get_window_extent(renderer))
+    legend = ax.get_legend()
+    assert _inside(legend.get_window_extent(renderer), ax.get_window_extent(renderer))
+    assert any(t.get_text().startswith("chosen: alpha") for t in legend.get_texts())
+    for axes in (ax, land):
+        for text in axes.texts:
+            assert _inside(text.get_window_extent(renderer), axes.get_window_extent(renderer)), text.get_text()
+    mesh = land.collections[0]
+    corners = mesh.get_coordinates()
+    widths = {round(float(w), 9) for w in (corners[:, 1:, 0] - corners[:, :-1, 0]).ravel()}
+    heights = {round(float(h), 9) for h in (corners[1:, :, 1] - corners[:-1, :, 1]).ravel()}
+    assert widths == heights == {1.0}  # every cell the same size, one per grid point
+    assert len(land.texts) == len(data.landscape)
+    for text in land.texts:
+        red, green, blue, _ = mesh.cmap(mesh.norm(_cell_value(data, land, text)))
+        light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
+        assert text.get_color() == ("black" if light else "white")
+    if data.noise_std is not None:
+        assert "±" in ax.get_ylabel()
+
+
+def _cell_value(data, land, text):
+    """The top-1 of the grid point a landscape text is written on."""
+    alphas = sorted({a for a, _, _, _ in data.landscape})
+    betas = sorted({b for _, b, _, _ in data.landscape})
+    x, y = text.get_position()
+    return next(score for a, b, _, score in data.landscape if (alphas.index(a), betas.index(b)) == (x, y))
+
+
+def test_the_family_figure_names_each_rules_budget_line():
+    budget = Budget(macs=2e9)
+    curves = family_data("efficientnet-b0", phis=(0, 1, 2, 3, 4), budget=budget)
+    figure = draw_family(curves, "efficientnet-b0", 1, budget)
+    renderer = _rendered(figure)
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    for curve in curves:
+        assert f"{curve.label}: phi {curve.budget_phi:.2f} within the budget" in labels
+    panels = [a.get_tightbbox(renderer) for a in figure.axes]
+    assert not any(panels[i].overlaps(panels[j]) for i in range(4) for j in range(i + 1, 4))
