@@ -24,7 +24,7 @@ from pathlib import Path
 from scaler.baselines import resolve_spec
 from scaler.errors import ScalerError, check_choice, check_int, check_number
 from scaler.device import resolve_device
-from scaler.estimator import DTYPE_BYTES, OPTIMIZER_STATES, estimate
+from scaler.estimator import OPTIMIZER_STATES, PRECISIONS, estimate
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, UNIFORM, StageRule, check_cap, compound, multipliers
 from scaler.spec import Spec, to_dict
 
@@ -40,7 +40,8 @@ class Budget:
     """Upper limits on one network; None leaves a figure free, at least one must be given.
 
     `macs` are multiply-adds per image (a GFLOPs budget G is macs=G*1e9). `memory_bytes` is peak training
-    memory for `batch_size` images in `dtype` with `optimizer`'s state. `latency_ms` is the median forward
+    memory for `batch_size` images in `dtype` (a precision: a dtype, or a mixed precision such as bf16-mixed) with
+    `optimizer`'s state. `latency_ms` is the median forward
     pass of `batch_size` images in `dtype` on `device`, in eval mode.
     """
 
@@ -61,16 +62,23 @@ class Budget:
         if all(getattr(self, name) is None for name in LIMITS):
             raise ScalerError(f"budget: give at least one limit ({', '.join(LIMITS)})")
         check_int("batch_size", self.batch_size)
-        check_choice("dtype", self.dtype, DTYPE_BYTES)
+        check_choice("dtype", self.dtype, PRECISIONS)
         check_choice("optimizer", self.optimizer, OPTIMIZER_STATES)
         if self.latency_ms is not None:
             resolve_device(self.device)  # fail now, not after the first build
 
 
+def training_precision(device: str = "auto") -> str:
+    """The precision `scaler train` trains in on `device`: bf16 autocast on CUDA, float32 elsewhere."""
+    return "bf16-mixed" if resolve_device(device).type == "cuda" else "float32"
+
+
 def budget_from_units(gflops: float | None = None, params: float | None = None, memory_gb: float | None = None,
-                      latency_ms: float | None = None, batch_size: int = 1, device: str = "auto") -> Budget | None:
+                      latency_ms: float | None = None, batch_size: int = 1, device: str = "auto",
+                      precision: str | None = None) -> Budget | None:
     """A budget from the units a user types (GFLOPs, parameters, GB of peak training memory, milliseconds);
-    None when no limit is given. A value out of range is an error naming the option and the value as typed."""
+    None when no limit is given. A value out of range is an error naming the option and the value as typed.
+    Memory and latency are in `precision`, by default the one `scaler train` uses on `device`."""
     typed = {"--budget-gflops": gflops, "--budget-params": params, "--budget-memory-gb": memory_gb,
              "--budget-latency-ms": latency_ms}
     for option, value in typed.items():
@@ -80,7 +88,11 @@ def budget_from_units(gflops: float | None = None, params: float | None = None, 
     limits = {"macs": gflops and gflops * 1e9, "params": params, "memory_bytes": memory_gb and memory_gb * 1e9,
               "latency_ms": latency_ms}
     given = {name: value for name, value in limits.items() if value is not None}
-    return Budget(**given, batch_size=batch_size, device=device) if given else None
+    if precision is not None:
+        check_choice("--precision", precision, PRECISIONS)
+    elif memory_gb is not None or latency_ms is not None:
+        precision = training_precision(device)
+    return Budget(**given, batch_size=batch_size, device=device, dtype=precision or "float32") if given else None
 
 
 @dataclass(frozen=True)
@@ -104,10 +116,12 @@ class Fit:
     memory_bytes: int
     latency_ms: float | None
     binding: tuple[str, ...]
+    precision: str = "float32"  # what memory_bytes and latency_ms are in
 
     def to_dict(self) -> dict:
         return {"phi": self.phi, "macs": self.macs, "params": self.params, "memory_bytes": self.memory_bytes,
-                "latency_ms": self.latency_ms, "binding": list(self.binding), "spec": to_dict(self.spec)}
+                "latency_ms": self.latency_ms, "binding": list(self.binding), "precision": self.precision,
+                "spec": to_dict(self.spec)}
 
 
 def costs(spec: Spec, budget: Budget) -> Costs:
@@ -220,7 +234,7 @@ def fit_phi(
     k = _last_true(fit, lo, hi)
     spec, spent, _ = check(k)
     return Fit(phi_of(k), spec, spent.macs, spent.params, spent.memory_bytes, spent.latency_ms,
-               tuple(check(k + 1)[2]))
+               tuple(check(k + 1)[2]), budget.dtype)
 
 
 def _smallest_from(make: Callable[[int], Spec], bottom: int) -> int:

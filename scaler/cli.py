@@ -19,7 +19,7 @@ from scaler import tables
 from scaler.baselines import baseline_names, get_baseline, resolve_spec
 from scaler.budget import budget_from_units
 from scaler.errors import ScalerError
-from scaler.estimator import DTYPE_BYTES, OPTIMIZER_STATES, estimate
+from scaler.estimator import OPTIMIZER_STATES, PRECISIONS, estimate
 from scaler.progress import PROGRESS_EVERY, epoch_line
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, STAGE_RULES, compound, multipliers, stage_rule
 from scaler.searches.baseline_recipe import MNAS_W, assemble_baseline_recipe
@@ -54,8 +54,9 @@ THREADS_OPTION = click.option("--threads", type=int, help="CPU threads to train 
                               "process may use; with several workers, split among them).")
 
 
-def _budget_limits(gflops, params, memory_gb, latency_ms) -> dict:
-    return {"gflops": gflops, "params": params, "memory_gb": memory_gb, "latency_ms": latency_ms}
+def _budget_limits(gflops, params, memory_gb, latency_ms, precision) -> dict:
+    return {"gflops": gflops, "params": params, "memory_gb": memory_gb, "latency_ms": latency_ms,
+            "precision": precision}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,8 +105,9 @@ def show(network: str, as_json: bool) -> None:
 @click.argument("network")
 @click.option("--resolution", "-r", type=int, help="Input resolution in pixels (default: the spec's).")
 @click.option("--batch-size", "-b", type=int, default=1, show_default=True, help="Images per training step.")
-@click.option("--dtype", type=click.Choice(list(DTYPE_BYTES)), default="float32", show_default=True,
-              help="Training dtype of weights and activations.")
+@click.option("--dtype", type=click.Choice(PRECISIONS), default="float32", show_default=True,
+              help="Training precision: one dtype for weights and activations, or bf16-mixed / fp16-mixed (float32 "
+              "weights and optimizer state, half activations: what scaler train does on CUDA).")
 @click.option("--optimizer", type=click.Choice(list(OPTIMIZER_STATES)), default="adamw", show_default=True,
               help="Optimizer, for the size of its state.")
 @click.option("--breakdown", is_flag=True, help="Add the per-stage table.")
@@ -253,6 +255,9 @@ def budget_options(command):
         click.option("--budget-memory-gb", type=float,
                      help="Fit phi to this peak training memory (GB, 10^9 bytes) at --batch-size."),
         click.option("--budget-latency-ms", type=float, help="Fit phi to this forward latency, measured on --device."),
+        click.option("--precision", type=click.Choice(PRECISIONS),
+                     help="Precision the full network trains and runs in, for the memory and latency budgets "
+                     "(default: what scaler train uses on --device: bf16-mixed on CUDA, float32 on CPU)."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -324,9 +329,9 @@ def _quiet_optuna() -> None:
               "<study-name>-best.json beside the study's database).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, quick, recipe, baseline,
-                   sampler, trials, stage_scaling, max_resolution, prune, repeats, check_ranks, check_top, validate_phi,
-                   workers, threads, plan, study_name, storage, output, device, as_json, **proxy) -> None:
+def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision, quick, recipe,
+                   baseline, sampler, trials, stage_scaling, max_resolution, prune, repeats, check_ranks, check_top,
+                   validate_phi, workers, threads, plan, study_name, storage, output, device, as_json, **proxy) -> None:
     """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
     Running the same command again resumes the study: nothing completed is trained again. Several machines
@@ -339,7 +344,7 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
 
     settings = assemble_recipe(quick, recipe, baseline=baseline, sampler=sampler, trials=trials,
                                max_resolution=max_resolution, stage_scaling=stage_scaling, **proxy)
-    budget = budget_from_units(**_budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms),
+    budget = budget_from_units(**_budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision),
                                batch_size=settings.proxy.batch_size, device=device)
     name = study_name or default_study_name(quick, recipe)
     phis = _numbers("--validate-phi", validate_phi) if validate_phi else ()
@@ -463,8 +468,8 @@ def studies_show(name, storage, as_json) -> None:
 @click.option("--device", default="auto", show_default=True, help="Device for --budget-latency-ms.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plotted data as JSON.")
 def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, max_phi, stage_scaling,
-                 max_resolution, batch_size, budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, device,
-                 as_json) -> None:
+                 max_resolution, batch_size, budget_gflops, budget_params, budget_memory_gb, budget_latency_ms,
+                 precision, device, as_json) -> None:
     """Plot a study: top-1 against FLOPs with the Pareto front, and the alpha-beta landscape.
 
     With --family: FLOPs, params, activations and peak training memory against phi for the study's found
@@ -491,7 +496,7 @@ def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, m
         return
     figure = plot_rules(study, storage, output, baseline, (alpha, beta, gamma), max_phi, stage_scaling,
                         max_resolution, batch_size,
-                        _budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms), device)
+                        _budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision), device)
 
     def text() -> str:
         last, rule = figure.phis[-1], figure.stage_rule
@@ -516,7 +521,7 @@ def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, m
 @click.option("--batch-size", "-b", type=int, help="Batch size for the memory budget (default: the study's).")
 @click.option("--device", default="auto", show_default=True, help="Device for --budget-latency-ms.")
 def report_command(study, storage, output, budget_gflops, budget_params, budget_memory_gb, budget_latency_ms,
-                   batch_size, device) -> None:
+                   precision, batch_size, device) -> None:
     """Write a self-contained Markdown report of a study, its figures beside it.
 
     Example: scaler report quick --budget-gflops 4
@@ -524,7 +529,7 @@ def report_command(study, storage, output, budget_gflops, budget_params, budget_
     from scaler.report import report_study
 
     path = report_study(study, storage, output,
-                        _budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms),
+                        _budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision),
                         batch_size, device)
     click.echo(f"wrote {path}")
 

@@ -22,6 +22,11 @@ from scaler.plan import block_plan
 from scaler.spec import Spec
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8}
+# Mixed precision, as `scaler train` trains on CUDA (torch.autocast): float32 weights, gradients and optimizer
+# state (the master copy), activations saved in the half type, and the half copies of the weights that autocast
+# makes for each layer and autograd keeps for the backward pass.
+MIXED_PRECISIONS = {"bf16-mixed": "bfloat16", "fp16-mixed": "float16"}
+PRECISIONS = (*DTYPE_BYTES, *MIXED_PRECISIONS)
 # Optimizer state per parameter, in parameters: Adam keeps two moments, SGD with momentum one buffer.
 OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "rmsprop": 1, "momentum": 1, "sgd": 0}
 
@@ -57,6 +62,7 @@ class Estimate:
     optimizer_state_bytes: int
     transient_bytes: int
     parts: tuple[PartEstimate, ...]
+    weight_cast_bytes: int = 0  # mixed precision: autocast's half copies of the weights
 
     def to_dict(self) -> dict:
         return asdict(self) | {"parts": [asdict(p) for p in self.parts]}
@@ -110,12 +116,15 @@ def estimate(
     """Analytic cost of a spec, a baseline name or a spec file at `resolution` (the spec's by default).
 
     `dtype` is the training dtype of weights and activations (bfloat16 halves every activation byte but
-    max-pool's int64 indices).
+    max-pool's int64 indices), or a mixed precision (MIXED_PRECISIONS: float32 weights, gradients and optimizer
+    state, half activations, and the half copies of the weights, counted for every parameter: an upper bound by
+    the norms' few, which autocast does not cast).
     """
     spec = resolve_spec(network)
     batch_size = check_int("batch size", batch_size)
     resolution = spec.resolution if resolution is None else check_int("resolution", resolution)
-    itemsize = DTYPE_BYTES[check_choice("dtype", dtype, DTYPE_BYTES)]
+    half = MIXED_PRECISIONS.get(check_choice("dtype", dtype, PRECISIONS))
+    itemsize = DTYPE_BYTES[half or dtype]  # of the activations
     check_choice("optimizer", optimizer, OPTIMIZER_STATES)
     if resolution < spec.total_stride:
         raise ScalerError(f"resolution: {resolution} px is smaller than the network's total stride "
@@ -137,7 +146,8 @@ def estimate(
     cost = Cost()
     part("head", cost, _head_cost(spec, cost, x))
 
-    weight_bytes = total.params * itemsize
+    weight_bytes = total.params * (DTYPE_BYTES["float32"] if half else itemsize)
+    cast_bytes = total.params * itemsize if half else 0
     optimizer_bytes = OPTIMIZER_STATES[optimizer] * weight_bytes
     saved = _saved_bytes(total, batch_size, itemsize)
     transient = 2 * total.largest * batch_size * itemsize
@@ -145,7 +155,7 @@ def estimate(
         name=spec.name, resolution=resolution, batch_size=batch_size, dtype=dtype, optimizer=optimizer,
         params=total.params, macs=total.macs, fvcore_flops=total.fvcore_flops, activations=total.activations,
         saved_activation_bytes=saved,
-        peak_training_memory_bytes=2 * weight_bytes + optimizer_bytes + saved + transient,
+        peak_training_memory_bytes=2 * weight_bytes + optimizer_bytes + cast_bytes + saved + transient,
         weight_bytes=weight_bytes, gradient_bytes=weight_bytes, optimizer_state_bytes=optimizer_bytes,
-        transient_bytes=transient, parts=tuple(parts),
+        transient_bytes=transient, parts=tuple(parts), weight_cast_bytes=cast_bytes,
     )

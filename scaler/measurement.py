@@ -23,7 +23,7 @@ from scaler.baselines import resolve_spec
 from scaler.build import build_model
 from scaler.device import resolve_device
 from scaler.errors import ScalerError
-from scaler.estimator import estimate
+from scaler.estimator import MIXED_PRECISIONS, estimate
 from scaler.spec import Spec
 
 OPTIMIZERS = {
@@ -89,11 +89,19 @@ def count_activations(model: nn.Module, resolution: int) -> int:
     return total
 
 
+def _precision(dtype: str) -> tuple[torch.dtype, torch.dtype | None]:
+    """The dtype of the model and its input, and autocast's half type (None: no autocast) for a precision."""
+    half = MIXED_PRECISIONS.get(dtype)
+    return (torch.float32, getattr(torch, half)) if half else (getattr(torch, dtype), None)
+
+
 def saved_activation_bytes(model: nn.Module, resolution: int, batch_size: int, dtype: str,
                            device: str = "cpu") -> int:
     """Bytes of the distinct storages autograd saves in one training forward pass, parameters and buffers
-    excluded, the input batch included: what the analytic `saved_activation_bytes` predicts."""
-    torch_dtype = getattr(torch, dtype)
+    excluded, the input batch included: what the analytic `saved_activation_bytes` predicts. A mixed precision's
+    activations are measured in its half type, which is what autocast saves them in (its half copies of the
+    weights are counted apart, as `weight_cast_bytes`)."""
+    torch_dtype = getattr(torch, MIXED_PRECISIONS.get(dtype, dtype))
     model = model.to(device=device, dtype=torch_dtype).train()
     own = {t.untyped_storage().data_ptr() for t in list(model.parameters()) + list(model.buffers())}
     storages: dict[int, int] = {}
@@ -117,8 +125,9 @@ def saved_activation_bytes(model: nn.Module, resolution: int, batch_size: int, d
 
 def peak_training_memory(model: nn.Module, resolution: int, batch_size: int, dtype: str, optimizer: str,
                          device: str) -> int:
-    """CUDA's peak allocation over training steps (the second step, once optimizer state exists)."""
-    torch_dtype = getattr(torch, dtype)
+    """CUDA's peak allocation over training steps (the second step, once optimizer state exists); a mixed
+    precision trains under autocast, as `scaler train` does."""
+    torch_dtype, half = _precision(dtype)
     torch.cuda.empty_cache()
     model = model.to(device=device, dtype=torch_dtype).train()
     opt = OPTIMIZERS[optimizer](model.parameters())
@@ -126,7 +135,9 @@ def peak_training_memory(model: nn.Module, resolution: int, batch_size: int, dty
     for _ in range(2):
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
-        model(x).float().sum().backward()
+        with torch.autocast("cuda", dtype=half or torch.float16, enabled=half is not None):
+            loss = model(x).float().sum()
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
     torch.cuda.synchronize(device)
@@ -169,13 +180,13 @@ def measure_latency_ms(spec: Spec, device: str = "auto", batch_size: int = 1, dt
     around each pass. A network that runs out of CUDA memory takes forever: infinity.
     """
     device = resolve_device(device)
-    torch_dtype = getattr(torch, dtype)
+    torch_dtype, half = _precision(dtype)
     try:
         model = build_model(spec).to(device=device, dtype=torch_dtype, memory_format=torch.channels_last).eval()
         x = torch.randn(batch_size, 3, spec.resolution, spec.resolution, device=device, dtype=torch_dtype)
         x = x.contiguous(memory_format=torch.channels_last)
         times = []
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast(device.type, dtype=half or torch.bfloat16, enabled=half is not None):
             for i in range(warmup + repeats):
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)

@@ -99,7 +99,9 @@ def estimate_summary(e: Estimate) -> str:
         f"  saved activations        {e.saved_activation_bytes:>16,}  bytes ({mib(e.saved_activation_bytes)})",
         f"  peak training memory     {e.peak_training_memory_bytes:>16,}  bytes ({mib(e.peak_training_memory_bytes)}, "
         f"estimate: weights {mib(e.weight_bytes)}, gradients {mib(e.gradient_bytes)}, "
-        f"optimizer {mib(e.optimizer_state_bytes)}, transient {mib(e.transient_bytes)})",
+        f"optimizer {mib(e.optimizer_state_bytes)}, "
+        + (f"half copies of the weights {mib(e.weight_cast_bytes)}, " if e.weight_cast_bytes else "")
+        + f"transient {mib(e.transient_bytes)})",
     ])
 
 
@@ -207,7 +209,8 @@ def search_text(result) -> str:
     if result.fit is not None:
         f = result.fit
         lines += [f"phi {f.phi:.2f}: {f.params:,} params, {f.macs:,} FLOPs (MACs), {f.spec.resolution} px, peak "
-                  f"training memory {mib(f.memory_bytes)} at batch {result.recipe.proxy.batch_size}; limited by "
+                  f"training memory {mib(f.memory_bytes)} at batch {result.recipe.proxy.batch_size} in "
+                  f"{f.precision}; limited by "
                   f"{', '.join(f.binding) or '-'}"]
         if f.phi < 0:
             lines.append(shrink_note(result.recipe.baseline, f))

@@ -362,3 +362,52 @@ def test_torch_backed_names_load_on_first_use():
     assert callable(scaler.estimate) and scaler.estimate.__module__ == "scaler.estimator"
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         scaler.nothing  # noqa: B018
+
+
+def test_mixed_precision_keeps_float32_weights_and_saves_half_activations():
+    """bf16-mixed, as `scaler train` trains on CUDA: float32 weights, gradients and optimizer state (the master
+    copy), bfloat16 activations, and autocast's bfloat16 copies of the weights."""
+    full, half = estimate("efficientnet-b0", 64, "float32"), estimate("efficientnet-b0", 64, "bfloat16")
+    mixed = estimate("efficientnet-b0", 64, "bf16-mixed")
+    assert (mixed.weight_bytes, mixed.gradient_bytes, mixed.optimizer_state_bytes) == (
+        full.weight_bytes, full.gradient_bytes, full.optimizer_state_bytes)
+    assert (mixed.saved_activation_bytes, mixed.transient_bytes) == (half.saved_activation_bytes,
+                                                                     half.transient_bytes)
+    assert mixed.weight_cast_bytes == 2 * mixed.params and full.weight_cast_bytes == half.weight_cast_bytes == 0
+    assert mixed.peak_training_memory_bytes == (2 * mixed.weight_bytes + mixed.optimizer_state_bytes
+                                                + mixed.weight_cast_bytes + mixed.saved_activation_bytes
+                                                + mixed.transient_bytes)
+    assert half.peak_training_memory_bytes < mixed.peak_training_memory_bytes < full.peak_training_memory_bytes
+
+
+def test_mixed_precision_activations_are_measured_as_autocast_saves_them():
+    spec = scale(get_baseline("efficientnet-b0"), width=0.25, depth=0.34, resolution=64)
+    measured = measure(spec, batch_size=4, dtype="bf16-mixed")
+    assert measured.saved_activation_bytes == estimate(spec, 4, "bf16-mixed").saved_activation_bytes
+
+
+def test_a_memory_budget_follows_the_precision_the_network_trains_in():
+    from scaler.budget import budget_from_units, fit_phi
+
+    assert budget_from_units(memory_gb=4, batch_size=64, device="cpu").dtype == "float32"  # scaler train on a CPU
+    assert budget_from_units(gflops=4).dtype == "float32"  # no memory or latency limit: no device asked
+    mixed = budget_from_units(memory_gb=4, batch_size=64, device="cpu", precision="bf16-mixed")
+    fit_mixed = fit_phi("efficientnet-b0", mixed)
+    fit_full = fit_phi("efficientnet-b0", budget_from_units(memory_gb=4, batch_size=64, device="cpu"))
+    assert fit_mixed.precision == "bf16-mixed" and fit_mixed.phi > fit_full.phi  # half activations: room to grow
+    assert fit_mixed.memory_bytes == estimate(fit_mixed.spec, 64, "bf16-mixed").peak_training_memory_bytes
+    with pytest.raises(ScalerError, match="--precision: must be one of"):
+        budget_from_units(memory_gb=4, precision="int8")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_cuda_a_memory_budget_defaults_to_bf16_mixed():
+    from scaler.budget import budget_from_units
+
+    assert budget_from_units(memory_gb=4, device="cuda").dtype == "bf16-mixed"
+
+
+def test_estimate_command_shows_the_mixed_precision_parts(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "scaler", "estimate", "efficientnet-b0", "-b", "32", "--dtype",
+                           "bf16-mixed"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0 and "bf16-mixed" in done.stdout and "half copies of the weights" in done.stdout

@@ -1,0 +1,124 @@
+"""Rank fidelity of the proxy: does the short proxy rank candidates as a 4x longer training ranks them?
+
+In one run: the study's references (baseline, depth-, width- and resolution-only) and grid candidates spread
+over the whole grid, each at equal real FLOPs (scaler.equal_cost) exactly as a study trains them, each trained
+with `--seeds` seeds (common random numbers: seed k is the same data order, augmentation and initialisation for
+every candidate) on the recipe's proxy and on a proxy `--longer` times longer (that many times the epochs, the
+same networks and images). Reported: each candidate's mean top-1 on both, Kendall's tau between the two mean
+rankings, the tau that zero-cost rankings get against the long one (by params, by activations: what a user gets
+without training at all), and the seed noise of both proxies.
+
+    python benchmarks/proxy_fidelity.py [--recipe default|quick|FILE] [--candidates 12] [--seeds 2] [--longer 4]
+                                        [--device cpu|cuda] [--threads N]
+
+Goal (the trust issue): tau >= 0.7, and above the params ranking's. The default recipe takes hours on a 2-core
+CPU (`scaler search --plan` projects a trial's time); the quick recipe runs in minutes and says whether the
+machinery works, not whether a proxy is faithful.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from datetime import date
+
+import torch
+
+from scaler.confidence import kendall_tau, seed_noise
+from scaler.data import load_data
+from scaler.device import resolve_device, thread_share, use_threads
+from scaler.estimator import estimate
+from scaler.grid import Candidate
+from scaler.searches.compound import candidate_network
+from scaler.searches.compound_recipe import QUICK, Recipe, load_recipe
+from scaler.training import train
+
+
+def chosen_candidates(recipe: Recipe, count: int) -> list[Candidate]:
+    """The four references, then grid candidates evenly spaced over the grid's order, `count` in all."""
+    references = [c for c in recipe.candidates() if c.kind != "compound"]
+    grid = [c for c in recipe.candidates() if c.kind == "compound"]
+    wanted = max(0, count - len(references))
+    if wanted >= len(grid):
+        return references + grid
+    step = (len(grid) - 1) / max(1, wanted - 1)
+    return references + [grid[round(i * step)] for i in range(wanted)]
+
+
+def label(c: Candidate) -> str:
+    return c.kind if c.kind != "compound" else f"({c.alpha:g}, {c.beta:g}, {c.gamma:.3f})"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default="default", help="default, quick or a recipe file")
+    parser.add_argument("--candidates", type=int, default=12)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--longer", type=int, default=4, help="the long proxy trains this many times the epochs")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args()
+    recipe = {"default": Recipe(), "quick": QUICK}.get(args.recipe) or load_recipe(args.recipe)
+    use_threads(thread_share(args.threads))
+    device = resolve_device(args.device)
+    p = recipe.proxy
+    proxy = recipe.proxy_network()
+    data = load_data(p.data, p.train_size, p.val_size, p.seed, device)
+    candidates = chosen_candidates(recipe, args.candidates)
+    started = time.perf_counter()
+    short: dict[str, dict[int, float]] = {}
+    long: dict[str, dict[int, float]] = {}
+    costs = {}
+    for c in candidates:
+        match = candidate_network(recipe, proxy, c)
+        if match.network is None:
+            print(f"skipped {label(c)}: {match.reason}")
+            continue
+        e = estimate(match.network)
+        costs[label(c)] = (e.params, e.activations, match.flops_ratio)
+        for seed in range(args.seeds):
+            for scores, epochs in ((short, p.epochs), (long, p.epochs * args.longer)):
+                result = train(match.network, data, epochs=epochs, batch_size=p.batch_size, device=device,
+                               seed=p.seed + seed, progressive=p.progressive)
+                scores.setdefault(label(c), {})[seed] = result.top1
+        print(f"{label(c)}: short {statistics.mean(short[label(c)].values()):.3f}, long "
+              f"{statistics.mean(long[label(c)].values()):.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
+    names = list(short)
+    short_means = [statistics.mean(short[n].values()) for n in names]
+    long_means = [statistics.mean(long[n].values()) for n in names]
+    tau = kendall_tau(short_means, long_means)
+    by_params = kendall_tau([costs[n][0] for n in names], long_means)
+    by_activations = kendall_tau([costs[n][1] for n in names], long_means)
+    noise_short = seed_noise({n: list(short[n].values()) for n in names})
+    noise_long = seed_noise({n: list(long[n].values()) for n in names})
+    print()
+    print(f"{date.today()}, {cpu_model()}, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
+          f"recipe {args.recipe}: {recipe.baseline} at width {p.width:g}, depth {p.depth:g}, {p.resolution} px, "
+          f"{p.train_size} images; short {p.epochs} epochs, long {p.epochs * args.longer}; {args.seeds} seeds; "
+          f"{time.perf_counter() - started:.0f} s in all")
+    print()
+    print("| candidate | real FLOPs ratio | params | activations | short top-1 (mean) | long top-1 (mean) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for n, s, lo in zip(names, short_means, long_means):
+        params, activations, ratio = costs[n]
+        print(f"| {n} | {ratio:.3f} | {params:,} | {activations:,} | {s:.3f} | {lo:.3f} |")
+    print()
+    print(f"Kendall's tau, short proxy against long: {tau:.3f}; by params: {by_params:.3f}; by activations: "
+          f"{by_activations:.3f}")
+    for name, noise in (("short", noise_short), ("long", noise_long)):
+        print(f"seed noise, {name} proxy: " + ("unknown (one seed)" if noise is None else
+                                                 f"{noise.std:.4f} top-1 ({noise.dof} degrees of freedom)"))
+
+
+if __name__ == "__main__":
+    main()
