@@ -195,6 +195,7 @@ def draw_study(data: StudyPlot) -> Figure:
     pruned = [t for t in data.unscored if t.state == "PRUNED"]
     note = ", ".join(part for part in (f"{len(failed)} failed" if failed else "",
                                        f"{len(pruned)} pruned" if pruned else "") if part)
+    ax.margins(0.1)  # room inside the axes for the "phi" labels beside the outermost points
     ax.set_xlabel(FLOPS_AXIS)
     ax.set_ylabel("top-1 on the proxy" + ("" if data.noise_std is None else " (mean ± standard error)"))
     ax.set_title(f"study {data.study_name}: top-1 against FLOPs" + (f"\n({note}, not shown)" if note else ""),
