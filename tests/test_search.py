@@ -22,7 +22,7 @@ from scaler.cli import main
 from scaler.errors import NonFiniteLoss, OutOfMemory, ScalerError, TrainingFailed
 from scaler.spec import load_spec
 from scaler.device import thread_share
-from scaler.searches.compound import CompoundSearch, open_study, planned_total, records, search
+from scaler.searches.compound import CompoundSearch, _sampler, open_study, planned_total, records, search
 from scaler.searches.compound import read_search as report
 from scaler.searches.compound_recipe import QUICK, Recipe, load_recipe, recipe_from_dict
 from scaler.plot import study_plot_data as plot_data
@@ -331,6 +331,8 @@ def test_tpe_proposes_feasible_candidates_and_resumes_to_more_trials(tmp_path):
         assert t.alpha * t.beta**2 * t.gamma**2 == pytest.approx(2.0)
     study = optuna.load_study(study_name="t", storage=storage)
     assert count_proposed(study, recipe) == 3
+    # TPE models alpha and beta together although the references carry no parameters.
+    assert {"alpha", "beta"} <= set(_sampler(recipe, 0).infer_relative_search_space(study, study.trials[-1]))
     search(recipe, None, "t", storage, device="cpu")
     assert count_proposed(optuna.load_study(study_name="t", storage=storage), recipe) == 3
     search(replace(recipe, trials=5), None, "t", storage, device="cpu")

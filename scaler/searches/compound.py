@@ -130,8 +130,10 @@ def _sampler(recipe: Recipe, worker: int) -> optuna.samplers.BaseSampler:
     if recipe.sampler == "tpe":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # Each worker its own seed, or parallel workers would propose the same candidates.
-            return optuna.samplers.TPESampler(seed=recipe.proxy.seed + worker, multivariate=True)
+            # Each worker its own seed, or parallel workers would propose the same candidates. group: the
+            # references carry no parameters, and multivariate TPE alone models only the parameters every
+            # finished trial shares (none, so it fell back to sampling alpha and beta independently).
+            return optuna.samplers.TPESampler(seed=recipe.proxy.seed + worker, multivariate=True, group=True)
     return optuna.samplers.RandomSampler(seed=recipe.proxy.seed + worker)  # never asked: every grid trial is queued
 
 
