@@ -107,6 +107,11 @@ def test_each_trial_records_its_network_and_training(tmp_path):
         assert t.top1 == t.top1_per_epoch[-1]
         if t.kind != "baseline":  # every other candidate at 2x the baseline's real FLOPs, within 3 %
             assert abs(t.flops_ratio / 2 - 1) <= 0.03 and len(t.effective) == 3, t
+    # A grid study records alpha, beta and gamma as parameters of every trial, references included, over one
+    # range each (optuna-dashboard's parameter plots show the whole study).
+    study = optuna.load_study(study_name="s", storage=storage_in(tmp_path))
+    assert all(t.params == {k: t.user_attrs[k] for k in ("alpha", "beta", "gamma")} for t in study.trials)
+    assert len({repr(t.distributions) for t in study.trials}) == 1
     # The depth-only reference doubles every stage's blocks; the stem and head stay, so the width makes up the rest.
     depth = by_kind["depth"]
     assert depth.effective[0] == 2.0 and depth.effective[1] > 1.0
@@ -424,6 +429,9 @@ def test_a_study_of_both_stage_rules(tmp_path, capsys):
     assert depth["v2"].params == depth["uniform"].params and depth["v2"].same_network_as == depth["uniform"].number
     keys = [(t.kind, t.alpha, t.beta, t.stage_scaling) for t in result.trials]
     assert len(keys) == len(set(keys))
+    study = optuna.load_study(study_name="b", storage=storage)
+    assert all(t.params["stage_scaling"] == t.user_attrs["stage_scaling"] and "gamma" in t.params
+               for t in study.trials)
     best = result.best
     assert result.to_dict()["best"]["stage_scaling"] == best.stage_scaling
     assert result.fit.spec == fit_phi(recipe.baseline, Budget(macs=40e9), best.alpha, best.beta, best.gamma,

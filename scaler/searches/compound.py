@@ -158,6 +158,8 @@ class CompoundSearch(engine.Search):
         self.proxy = recipe.proxy_network()
         self.base_macs = estimate(self.proxy).macs
         self.data = None
+        candidates = recipe.candidates()
+        self.grid_highs = {name: max(getattr(c, name) for c in candidates) for name in ("alpha", "beta", "gamma")}
 
     def key_of(self, params: dict, attrs: dict) -> Hashable | None:
         return candidate_key(attrs)
@@ -172,13 +174,20 @@ class CompoundSearch(engine.Search):
         attrs = {k: trial.user_attrs[k] for k in names if k in trial.user_attrs}
         return self._params(attrs), attrs
 
+    def _parameters(self, kind: str) -> dict[str, dict]:
+        """The float parameters a trial of `kind` carries, as suggest_float's arguments (the stage rule, when there
+        is a choice, beside them). A grid study samples nothing, so every trial carries alpha, beta and gamma over
+        ranges that hold every candidate, and optuna-dashboard's parameter plots show the whole study. TPE
+        searches alpha and beta over the recipe's ranges and models the distributions its trials share: only its
+        proposals carry them (a reference's alpha of 2 lies outside those ranges)."""
+        if self.recipe.sampler == "grid":
+            return {name: {"low": 1.0, "high": high} for name, high in self.grid_highs.items()}
+        return {name: self._distribution(name) for name in ("alpha", "beta")} if kind == "compound" else {}
+
     def _params(self, attrs: dict) -> dict:
-        """A compound candidate as the sampler's parameters: alpha and beta, and the stage rule when there is a
-        choice; none for a reference."""
-        if attrs["kind"] != "compound":
-            return {}
-        params = {"alpha": attrs["alpha"], "beta": attrs["beta"]}
-        if len(self.recipe.stage_scaling) > 1:
+        """A candidate as the sampler's parameters (`_parameters`), with its stage rule."""
+        params = {name: attrs[name] for name in self._parameters(attrs["kind"])}
+        if params and len(self.recipe.stage_scaling) > 1:
             params["stage_scaling"] = attrs.get("stage_scaling", "uniform")
         return params
 
@@ -238,10 +247,11 @@ class CompoundSearch(engine.Search):
         attrs = dict(trial.user_attrs)
         if "kind" not in attrs:
             attrs = self._propose(trial)
-        elif attrs["kind"] == "compound":
-            trial.suggest_float("alpha", **self._distribution("alpha"))
-            trial.suggest_float("beta", **self._distribution("beta"))
-            if len(self.recipe.stage_scaling) > 1:
+        else:  # a queued candidate: its parameters are fixed, and recorded with their distributions
+            parameters = self._parameters(attrs["kind"])
+            for name, arguments in parameters.items():
+                trial.suggest_float(name, **arguments)
+            if parameters and len(self.recipe.stage_scaling) > 1:
                 trial.suggest_categorical("stage_scaling", self.recipe.stage_scaling)
         other = engine.duplicate_of(self, trial)
         if other is not None:  # a repeated proposal takes the score, untrained
