@@ -344,8 +344,8 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
 
     settings = assemble_recipe(quick, recipe, baseline=baseline, sampler=sampler, trials=trials,
                                max_resolution=max_resolution, stage_scaling=stage_scaling, **proxy)
-    budget = budget_from_units(**_budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision),
-                               batch_size=settings.proxy.batch_size, device=device)
+    limits = _budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision)
+    budget = budget_from_units(**limits, batch_size=settings.proxy.batch_size, device=device)
     name = study_name or default_study_name(quick, recipe)
     phis = _numbers("--validate-phi", validate_phi) if validate_phi else ()
     repeats = default_repeats(quick) if repeats is None else repeats
@@ -354,7 +354,7 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
         from scaler.study.storage import default_storage
 
         planned = plan_search(settings, device, repeats, phis, check_ranks, check_top, threads,
-                              storage or default_storage(name), name)
+                              storage or default_storage(name), name, budget)
         emit(as_json, planned.to_dict(), lambda: tables.plan_text(planned))
         return
     eta, several_rules = Eta(), len(settings.stage_scaling) > 1
@@ -496,7 +496,8 @@ def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, m
         return
     figure = plot_rules(study, storage, output, baseline, (alpha, beta, gamma), max_phi, stage_scaling,
                         max_resolution, batch_size,
-                        _budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision), device)
+                        _budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision),
+                        device)
 
     def text() -> str:
         last, rule = figure.phis[-1], figure.stage_rule

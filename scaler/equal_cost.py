@@ -6,10 +6,10 @@ candidate could win by being bigger, not better shaped. Here depth is rounded as
 blocks, spread over the stages by the stage rule, largest remainders first); then the resolution, in whole
 pixels, and the width, in the proxy's fine channel steps, are solved together for the FLOPs that are left, with
 the least distortion of the nominal pair. The resolution alone cannot do it on a proxy: its last feature maps are
-2 to 4 pixels wide, so FLOPs(resolution) is a staircase (a pixel can add a row and column to every late map: 48
--> 49 px is +22 %, 64 -> 65 px +54 %), which the width's fine steps fill in. Every move is bounded: a candidate that cannot be matched
-within them is skipped, its reason recorded, never trained off-cost. The effective multipliers say what was
-really trained.
+2 to 4 pixels wide, so FLOPs(resolution) is a staircase (a pixel can add a row and column to every late map:
+48 -> 49 px is +22 %, 64 -> 65 px +54 %), which the width's fine steps fill in. Every move is bounded: a
+candidate that cannot be matched within them is skipped, its reason recorded, never trained off-cost. The
+effective multipliers say what was really trained.
 """
 
 from __future__ import annotations

@@ -97,6 +97,15 @@ def test_a_validation_no_network_can_meet_is_one_line_exit_2(tmp_path, monkeypat
     assert not (tmp_path / "studies").exists()
 
 
+def test_the_plan_refuses_what_the_search_would_refuse(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--quick", "--plan", "--budget-gflops", "0.00001"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1
+    assert "below the smallest network this rule can make" in err
+
+
 @pytest.mark.slow
 def test_the_plan_trains_nothing_and_agrees_with_what_the_search_trains(tmp_path):
     storage = f"sqlite:///{tmp_path}/t.db"

@@ -61,7 +61,8 @@ def test_readme_python_example_runs(tmp_path, monkeypatch):
 def test_readme_examples_write_only_under_studies_which_git_ignores():
     """The examples, run from the repository root, leave nothing in it: every file they name goes under
     studies/, and everything generated there is out of `git status`; what ships there is not."""
-    outputs = [args[i + 1] for args in map(shlex.split, COMMANDS) for i, a in enumerate(args) if a in ("-o", "--output")]
+    outputs = [args[i + 1] for args in map(shlex.split, COMMANDS)
+               for i, a in enumerate(args) if a in ("-o", "--output")]
     outputs += re.findall(r'save_spec\(\w+, "([^"]+)"\)', TEXT)
     assert outputs and all(path.startswith("studies/") for path in outputs), outputs
     if shutil.which("git") is None or not (README.parent / ".git").exists():

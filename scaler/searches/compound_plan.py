@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from scaler.budget import Budget
 from scaler.data import load_data
 from scaler.device import resolve_device, thread_share, use_threads
 from scaler.equal_cost import CostMatch
@@ -76,10 +77,11 @@ def seconds_per_image(recipe: Recipe, networks: list, device: str) -> list[float
 def plan_search(recipe: Recipe = Recipe(), device: str = "auto", repeats: int = 0,
                 validate_phis: tuple[float, ...] = (), check_ranks: int = 0, check_top: int = 5,
                 threads: int | None = None, storage: str = "sqlite:///studies/plan.db",
-                study_name: str = "plan") -> Plan:
+                study_name: str = "plan", budget: Budget | None = None) -> Plan:
     """The candidates `search` would train with these settings, their networks and projected times; trains
-    nothing but a few batches of the proxy baseline to time this machine."""
-    check_request(recipe, None, storage, study_name, 1, validate_phis, repeats, check_ranks, check_top)
+    nothing but a few batches of two networks to time this machine. What `search` would refuse (a budget no
+    network meets, an impossible equal-cost target) is refused the same way."""
+    check_request(recipe, budget, storage, study_name, 1, validate_phis, repeats, check_ranks, check_top)
     use_threads(thread_share(threads))
     proxy = recipe.proxy_network()
     base = estimate(proxy).macs
