@@ -264,10 +264,8 @@ class CompoundSearch(engine.Search):
 
     def _same_network(self, trial: optuna.Trial, network: Spec, candidate: Candidate) -> FrozenTrial | None:
         """A trained trial whose candidate rounds to the very same network: its score is this one's (training is
-        deterministic), so it is not trained again. Shallow proxies make this common: ceil rounding gives every
-        alpha in (1, 2] two blocks for a one-block stage."""
-        digest = fingerprint((), network={k: v for k, v in to_dict(network).items() if k != "name"},
-                             repeat=candidate.repeat, epochs=candidate.epochs)
+        deterministic), so it is not trained again."""
+        digest = network_key(network, candidate.repeat, candidate.epochs)
         trial.set_user_attr("network", digest)
         return next((t for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                      if t.user_attrs.get("network") == digest and "same_network_as" not in t.user_attrs), None)
@@ -308,6 +306,12 @@ class CompoundSearch(engine.Search):
         trial.set_user_attr("images_per_second", result.images_per_second)
         trial.set_user_attr("wall_seconds", result.wall_seconds)
         return result.top1
+
+
+def network_key(network: Spec, repeat: int = 0, epochs: int = 0) -> str:
+    """What makes two trainings the same: the network as trained (its name apart), the seed and the epochs."""
+    return fingerprint((), network={k: v for k, v in to_dict(network).items() if k != "name"}, repeat=repeat,
+                       epochs=epochs)
 
 
 def candidate_network(recipe: Recipe, proxy: Spec, candidate: Candidate) -> CostMatch:

@@ -18,9 +18,8 @@ from scaler.device import resolve_device, thread_share, use_threads
 from scaler.equal_cost import CostMatch
 from scaler.estimator import estimate
 from scaler.grid import Candidate
-from scaler.searches.compound import candidate_network, check_request, planned_total
+from scaler.searches.compound import candidate_network, check_request, network_key, planned_total
 from scaler.searches.compound_recipe import Recipe
-from scaler.spec import to_dict
 from scaler.training import train
 
 EVAL_SHARE = 1 / 3  # a validation image costs about a third of a training image (a forward pass, no backward)
@@ -98,8 +97,7 @@ def plan_search(recipe: Recipe = Recipe(), device: str = "auto", repeats: int = 
         if match.network is None:
             planned.append(PlannedCandidate(candidate, match, None, None, 0.0))
             continue
-        key = str({k: v for k, v in to_dict(match.network).items() if k != "name"})
-        twin = seen.setdefault(key, len(planned))
+        twin = seen.setdefault(network_key(match.network), len(planned))
         per_image = max(measured[0] + slope * (match.flops_ratio - 1), 0.5 * measured[0])
         seconds = 0.0 if twin != len(planned) else p.epochs * (p.train_size + EVAL_SHARE * p.val_size) * per_image
         planned.append(PlannedCandidate(candidate, match, estimate(match.network).params,
