@@ -3,7 +3,6 @@ while the command is still loading its libraries (scaler.cli.main turns every ot
 
 import os
 import signal
-import sys
 
 
 def _inside_an_import(frame) -> bool:

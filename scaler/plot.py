@@ -1,8 +1,8 @@
-"""Pictures of a study and of a scaling family: accuracy against FLOPs (the EfficientNet paper's argument) and
-the costs of a family against phi.
+"""Pictures of a study: accuracy against FLOPs (the EfficientNet paper's argument), the alpha-beta landscape, and
+a baseline search's candidates (the family figure is scaler.plot_family's).
 
 Each figure is drawn from a plain data value that the tests compare with the study (`study_plot_data`,
-`family_data`), never from pixels. Figures are matplotlib `Figure`s (no pyplot, no global state), written as
+`baseline_plot_data`), never from pixels. Figures are matplotlib `Figure`s (no pyplot, no global state), written as
 PNG, SVG or PDF by the file's suffix. FLOPs are multiply-adds of conv and linear layers, per image.
 """
 
@@ -18,48 +18,14 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from scaler.baselines import resolve_spec
-from scaler.budget import Budget, budget_from_units, fit_phi
-from scaler.errors import ScalerError, check_number, check_output_file
-from scaler.estimator import estimate
-from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, UNIFORM, StageRule, compound, stage_rule
-from scaler.searches.baseline import BAND, BaselineResult
-from scaler.searches.compound import SearchResult, TrialRecord, trial_candidate
+from scaler.figures import FLOPS_AXIS, STYLE, check_output, save_figure
+from scaler.searches.baseline_recipe import BAND
+from scaler.searches.baseline_records import BaselineResult
+from scaler.searches.compound_records import SearchResult, TrialRecord, trial_candidate
 from scaler.studies import read_study
-from scaler.study.storage import STUDIES_FOLDER, find_study, storage_folder
+from scaler.study.storage import find_study, storage_folder
 from scaler.study.trials import candidate_states
 from scaler.study.verdict import candidate_key, seed_scores, standing
-
-FORMATS = (".png", ".svg", ".pdf")
-FLOPS_AXIS = "FLOPs per image (multiply-adds, millions)"
-# How each kind of trial is drawn: (label, marker, colour).
-STYLE = {
-    "compound": ("compound (grid)", "o", "tab:blue"),
-    "baseline": ("baseline", "*", "black"),
-    "depth": ("depth only", "s", "tab:orange"),
-    "width": ("width only", "^", "tab:green"),
-    "resolution": ("resolution only", "D", "tab:red"),
-    "family": ("found family", "P", "tab:purple"),
-}
-# The paper's coefficients, and the single-dimension rules at the same nominal FLOPs (2x per unit of phi).
-DEFAULT_RULES = {"paper (1.2, 1.1, 1.15)": (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA), "depth only": (2.0, 1.0, 1.0),
-                 "width only": (1.0, math.sqrt(2), 1.0), "resolution only": (1.0, 1.0, math.sqrt(2))}
-# The same colour for a rule in every figure: the single-dimension rules as in the study figure.
-RULE_COLOURS = {"paper (1.2, 1.1, 1.15)": "tab:blue", "depth only": STYLE["depth"][2],
-                "width only": STYLE["width"][2], "resolution only": STYLE["resolution"][2]}
-
-
-def check_output(path: str | Path) -> Path:
-    """An image file to write (.png, .svg or .pdf), checked before any work."""
-    return check_output_file(path, FORMATS)
-
-
-def _save(figure: Figure, path: Path) -> Path:
-    try:
-        figure.savefig(path, format=path.suffix[1:].lower(), bbox_inches="tight", dpi=150)
-    except OSError as error:
-        raise ScalerError(f"output: cannot write {path}: {error.strerror}") from None
-    return path
 
 
 @dataclass(frozen=True)
@@ -251,89 +217,8 @@ def plot_study(result: SearchResult, path: str | Path) -> StudyPlot:
     """Write the study figure to `path` (.png, .svg or .pdf) and return the data it shows."""
     path = check_output(path)
     data = study_plot_data(result)
-    _save(draw_study(data), path)
+    save_figure(draw_study(data), path)
     return data
-
-
-@dataclass(frozen=True)
-class FamilyCurve:
-    """One scaling rule's costs at each phi, and the largest phi that meets the budget (if one was given)."""
-
-    label: str
-    alpha: float
-    beta: float
-    gamma: float
-    phis: tuple[float, ...]
-    macs: tuple[int, ...]
-    params: tuple[int, ...]
-    activations: tuple[int, ...]
-    memory_bytes: tuple[int, ...]
-    budget_phi: float | None
-    stage_scaling: str = "uniform"
-    max_resolution: int | None = None
-    budget_note: str | None = None  # why the rule cannot meet the budget, when it cannot
-
-
-def family_data(baseline, rules: dict[str, tuple[float, float, float]] | None = None,
-                phis: tuple[float, ...] | None = None, batch_size: int = 1, budget: Budget | None = None,
-                stage_rule: StageRule = UNIFORM) -> tuple[FamilyCurve, ...]:
-    """Costs against phi, from the estimator alone, for each rule (default: the paper's coefficients and the
-    single-dimension rules), every one spread over the stages by `stage_rule`. The budget's phi is fitted exactly
-    (to 0.01) on each rule's rounded networks."""
-    base = resolve_spec(baseline)
-    rules = rules or DEFAULT_RULES
-    phis = phis or tuple(i / 4 for i in range(0, 25))
-    curves = []
-    for label, (alpha, beta, gamma) in rules.items():
-        costs = [estimate(compound(base, alpha, beta, gamma, phi, rule=stage_rule), batch_size=batch_size)
-                 for phi in phis]
-        budget_phi, budget_note = None, None
-        if budget is not None:
-            try:
-                budget_phi = fit_phi(base, budget, alpha, beta, gamma, rule=stage_rule).phi
-            except ScalerError as error:  # below the smallest network the rule makes, or past MAX_PHI
-                budget_note = str(error)
-        curves.append(FamilyCurve(label, alpha, beta, gamma, tuple(phis), tuple(c.macs for c in costs),
-                                  tuple(c.params for c in costs), tuple(c.activations for c in costs),
-                                  tuple(c.peak_training_memory_bytes for c in costs), budget_phi,
-                                  stage_rule.name, stage_rule.max_resolution, budget_note))
-    return tuple(curves)
-
-
-def draw_family(curves: tuple[FamilyCurve, ...], baseline_name: str, batch_size: int,
-                budget: Budget | None = None, stage_rule: StageRule = UNIFORM) -> Figure:
-    figure = Figure(figsize=(12, 8.5), layout="constrained")
-    axes = figure.subplots(2, 2).ravel()
-    panels = [("macs", "FLOPs per image (multiply-adds)", "macs"), ("params", "parameters", "params"),
-              ("activations", "activations per image (conv and linear outputs)", None),
-              ("memory_bytes", f"peak training memory at batch {batch_size} (bytes)", "memory_bytes")]
-    for ax, (field, label, limit) in zip(axes, panels):
-        for curve in curves:
-            colour = RULE_COLOURS.get(curve.label, "tab:purple")  # a study's or the user's coefficients: purple
-            ax.plot(curve.phis, getattr(curve, field), marker=".", label=curve.label, color=colour)
-            if curve.budget_phi is not None:  # each rule's own line, named in the legend with its phi
-                ax.axvline(curve.budget_phi, color=colour, linestyle=":", linewidth=1.4,
-                           label=f"{curve.label}: phi {curve.budget_phi:.2f} within the budget")
-        if budget is not None and limit is not None and getattr(budget, limit) is not None:
-            ax.axhline(getattr(budget, limit), color="red", linewidth=1, label="budget")
-        ax.set_yscale("log")
-        ax.set_xlabel("phi")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8)
-    cap = "" if stage_rule.max_resolution is None else f", resolution capped at {stage_rule.max_resolution} px"
-    figure.suptitle(f"{baseline_name}: costs against phi, {stage_rule.name} stage scaling{cap}"
-                    + (" (dotted: largest phi within the budget)" if budget is not None else ""))
-    return figure
-
-
-def plot_family(baseline, path: str | Path, rules=None, phis=None, batch_size: int = 1,
-                budget: Budget | None = None, stage_rule: StageRule = UNIFORM) -> tuple[FamilyCurve, ...]:
-    """Write the family figure to `path` and return its curves."""
-    path = check_output(path)
-    curves = family_data(baseline, rules, phis, batch_size, budget, stage_rule)
-    _save(draw_family(curves, resolve_spec(baseline).name, batch_size, budget, stage_rule), path)
-    return curves
 
 
 @dataclass(frozen=True)
@@ -395,7 +280,7 @@ def plot_baseline(result: BaselineResult, path: str | Path) -> BaselinePlot:
     """Write the baseline-study figure to `path` (.png, .svg or .pdf) and return the data it shows."""
     path = check_output(path)
     data = baseline_plot_data(result)
-    _save(draw_baseline(data), path)
+    save_figure(draw_baseline(data), path)
     return data
 
 
@@ -415,57 +300,3 @@ def plot_saved_study(study_name: str, storage: str | None = None, output: str | 
     result = read_study(study_name, url)
     data = plot_baseline(result, path) if isinstance(result, BaselineResult) else plot_study(result, path)
     return StudyFigure(path, data)
-
-
-@dataclass(frozen=True)
-class FamilyFigure:
-    """The family figure as written: its curves, the stage rule they follow and the phis they span."""
-
-    path: Path
-    curves: tuple[FamilyCurve, ...]
-    stage_rule: StageRule
-    phis: tuple[float, ...]
-
-
-def found_rule(result: SearchResult) -> dict[str, tuple[float, float, float]]:
-    """A study's winning coefficients, named as the family figure's legend names them."""
-    b = result.best
-    return {f"found ({b.alpha:g}, {b.beta:g}, {b.gamma:.3f})": (b.alpha, b.beta, b.gamma)}
-
-
-def plot_rules(study_name: str | None = None, storage: str | None = None, output: str | Path | None = None,
-               baseline: str | None = None, coefficients: tuple[float | None, float | None, float | None] = (None,) * 3,
-               max_phi: float = 6.0, stage_scaling: str | None = None, max_resolution: int | None = None,
-               batch_size: int = 1, budget_limits: dict | None = None, device: str = "auto") -> FamilyFigure:
-    """Costs against phi (`scaler plot --family`) for a study's found coefficients or the `coefficients` given,
-    the paper's and each single-dimension rule; `budget_limits` (user units, scaler.budget.budget_from_units)
-    mark where each rule meets the budget."""
-    given = [v for v in coefficients if v is not None]
-    if given and (study_name or len(given) < 3):
-        raise ScalerError("plot --family: give --alpha, --beta and --gamma together, or a STUDY, not both")
-    rules = {}
-    if study_name:
-        result = read_study(study_name, storage)
-        if isinstance(result, BaselineResult):
-            raise ScalerError(f"plot --family: study {study_name!r} is a baseline search; plot the costs of its best "
-                              f"baseline with --family --baseline FILE (its spec file)")
-        if result.best is None:
-            raise ScalerError(f"plot --family: study {study_name!r} has no scored compound candidate yet")
-        rules = found_rule(result)
-        baseline = baseline or result.recipe.baseline
-        rule = result.recipe.rule(stage_scaling or result.best.stage_scaling)
-        if max_resolution is not None:
-            rule = stage_rule(rule.name, max_resolution)
-    else:
-        rule = stage_rule(stage_scaling or "uniform", max_resolution)
-        if given:
-            alpha, beta, gamma = coefficients
-            rules[f"given ({alpha:g}, {beta:g}, {gamma:g})"] = (alpha, beta, gamma)
-    check_number("--max-phi", max_phi, 0, 12, above_low=True)
-    if output is None:
-        STUDIES_FOLDER.mkdir(exist_ok=True)  # beside the studies' own figures, never in the working folder
-    path = check_output(output or STUDIES_FOLDER / "family.png")
-    budget = budget_from_units(**(budget_limits or {}), batch_size=batch_size, device=device)
-    phis = tuple(i / 4 for i in range(int(max_phi * 4) + 1))
-    curves = plot_family(baseline or "efficientnet-b0", path, rules | DEFAULT_RULES, phis, batch_size, budget, rule)
-    return FamilyFigure(path, curves, rule, phis)

@@ -24,7 +24,7 @@ class Eta:
 
 
 def search_line(record, done: int, total: int, eta: Eta, several_rules: bool) -> str:
-    """One line as a compound search's trial ends (scaler.searches.compound.TrialRecord)."""
+    """One line as a compound search's trial ends (scaler.searches.compound_records.TrialRecord)."""
     top1 = f"top-1 {record.top1:.3f}" if record.top1 is not None else record.failure or record.state.lower()
     rule = f" ({record.stage_scaling})" if several_rules else ""
     return (f"trial {done}/{total}  {record.kind}{rule} alpha={record.alpha:g} beta={record.beta:g} "

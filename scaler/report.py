@@ -8,10 +8,11 @@ from pathlib import Path
 from scaler.baselines import resolve_spec
 from scaler.budget import budget_from_units
 from scaler.errors import ScalerError
-from scaler.plot import DEFAULT_RULES, found_rule, plot_family, plot_study
+from scaler.plot import plot_study
+from scaler.plot_family import DEFAULT_RULES, found_rule, plot_family
 from scaler.scaling import compound
-from scaler.searches.baseline import BaselineResult
-from scaler.searches.compound import SearchResult, read_search, trial_candidate
+from scaler.searches.baseline_records import BaselineResult
+from scaler.searches.compound_records import SearchResult, read_search, trial_candidate
 from scaler.studies import read_study
 from scaler.study.storage import find_study, storage_folder
 from scaler.study.trials import candidate_states

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import optuna
 
 from scaler.errors import ScalerError
-from scaler.searches.baseline import (BaselineResult, BaselineTrial, baseline_records, best_candidate,
-                                      read_baseline_search)
-from scaler.searches.compound import (SearchResult, TrialRecord, read_search, records, stored_recipe, study_total,
-                                      trial_candidate)
+from scaler.searches.baseline_records import (BaselineResult, BaselineTrial, baseline_records, best_candidate,
+                                              read_baseline_search)
+from scaler.searches.compound_records import (SearchResult, TrialRecord, read_search, records, stored_recipe,
+                                              study_total, trial_candidate)
 from scaler.study.storage import find_study, load_study, local_storages, open_storage, storage_failures, study_kind
 from scaler.study.trials import candidate_states
 from scaler.study.verdict import Standing, judge

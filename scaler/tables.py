@@ -202,7 +202,7 @@ def plan_text(plan) -> str:
 
 
 def search_text(result) -> str:
-    """A compound search's trials, winner, verdict and budget fit (scaler.searches.compound.SearchResult)."""
+    """A compound search's trials, winner, verdict and budget fit (scaler.searches.compound_records.SearchResult)."""
     lines = [trials_table(result.trials)]
     if result.best is not None:
         lines += [best_line(result.best, result.verdict), verdict_text(result.verdict)]

@@ -149,6 +149,18 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean,
     return correct.item() / len(labels)
 
 
+def _check_settings(epochs: int, batch_size: int, resolution: int | None, lr: float, label_smoothing: float,
+                    progressive: int) -> None:
+    """The training settings a user gives, each checked with one clear error before any work."""
+    check_int("epochs", epochs)
+    check_int("batch size", batch_size)
+    if resolution is not None:
+        check_int("resolution", resolution)
+    check_number("learning rate", lr, 0, above_low=True)
+    check_number("label smoothing", label_smoothing, 0, 1, below_high=True)
+    check_progressive(progressive)
+
+
 def train(
     network: Spec | str | Path,
     data: Dataset | str = "synthetic",
@@ -179,13 +191,7 @@ def train(
     that many CPU threads (default: as this process already does).
     """
     spec = resolve_spec(network)
-    check_int("epochs", epochs)
-    check_int("batch size", batch_size)
-    if resolution is not None:
-        check_int("resolution", resolution)
-    check_number("learning rate", lr, 0, above_low=True)
-    check_number("label smoothing", label_smoothing, 0, 1, below_high=True)
-    check_progressive(progressive)
+    _check_settings(epochs, batch_size, resolution, lr, label_smoothing, progressive)
     if threads is not None:
         use_threads(thread_share(threads))
     device = resolve_device(device)

@@ -9,7 +9,7 @@ import pytest
 
 import scaler.study.engine as module  # where the proxy training is called from, for both searches
 from scaler.searches.baseline import baseline_search
-from scaler.searches.baseline import read_baseline_search as baseline_report
+from scaler.searches.baseline_records import read_baseline_search as baseline_report
 from scaler.searches.baseline_recipe import (BAND, MNAS_W, QUICK_BASELINE, BaselineRecipe, StageChoice, candidate_spec,
                                              reward, space_span, start_spec)
 from scaler.baselines import get_baseline

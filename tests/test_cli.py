@@ -444,17 +444,33 @@ def test_process_help():
     assert "Usage: scaler" in result.stdout and result.stderr == ""
 
 
+def _packages_loaded(args: list[str], folder) -> set[str]:
+    """The top-level packages a command imported (run in a fresh process in `folder`); it must print something."""
+    args = [a.format(tmp=folder) for a in args]
+    script = ("import sys\nfrom scaler.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True,
+                          cwd=folder)
+    assert done.stdout
+    return set(done.stderr.strip().splitlines()[-1].split())
+
+
 @pytest.mark.parametrize("args", [["--help"], ["baselines"], ["show", "efficientnet-b3"], ["scale", "--phi", "3"],
                                   ["estimate", "efficientnet-b0", "--breakdown"], ["search", "--help"],
                                   ["plot", "--family", "-o", "{tmp}/family.png", "--help"]])
 def test_light_commands_import_no_torch_optuna_or_matplotlib(args, tmp_path):
     """What needs no tensor, study or figure starts at once: the heavy libraries are never imported."""
-    args = [a.format(tmp=tmp_path) for a in args]
-    script = ("import sys\nfrom scaler.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-              "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)")
-    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True)
-    loaded = set(done.stderr.split())
-    assert done.stdout and not loaded & {"torch", "optuna", "matplotlib", "fvcore", "numpy"}, loaded
+    loaded = _packages_loaded(args, tmp_path)
+    assert not loaded & {"torch", "optuna", "matplotlib", "fvcore", "numpy"}, loaded
+
+
+@pytest.mark.parametrize("args, unneeded", [
+    (["studies"], {"torch", "matplotlib", "fvcore"}),  # reads studies: optuna, never a tensor or a figure
+    (["plot", "--family", "-o", "{tmp}/family.png"], {"torch", "optuna", "fvcore"}),  # a figure from the estimator
+])
+def test_commands_that_read_or_draw_import_only_what_they_need(args, unneeded, tmp_path):
+    loaded = _packages_loaded(args, tmp_path)
+    assert not loaded & unneeded, loaded & unneeded
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from scaler.confidence import (Noise, compare, compare_paired, difference_noise, kendall_tau, seed_noise,
                                t_critical)
 from scaler.errors import ScalerError
-from scaler.searches.compound import TrialRecord, search
+from scaler.searches.compound import search
+from scaler.searches.compound_records import TrialRecord
 from scaler.searches.compound_recipe import QUICK, recipe_from_dict
 from scaler.study.verdict import RankCheck, judge, rank_check
 

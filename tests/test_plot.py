@@ -14,12 +14,13 @@ import scaler.study.engine as module  # where the proxy training is called from
 from scaler.baselines import get_baseline
 from scaler.budget import Budget, fit_phi
 from scaler.estimator import estimate
-from scaler.plot import (DEFAULT_RULES, draw_family, draw_study, family_data, pareto_front, plot_family, plot_study,
-                         point_series, study_plot_data)
+from scaler.plot import draw_study, pareto_front, plot_study, point_series, study_plot_data
+from scaler.plot_family import DEFAULT_RULES, draw_family, family_data, plot_family
 from scaler.scaling import compound, stage_rule
-from scaler.searches.compound import read_search as report
+from scaler.searches.compound_records import read_search as report
 from scaler.grid import Candidate
-from scaler.searches.compound import candidate_network, search, study_total
+from scaler.searches.compound import candidate_network, search
+from scaler.searches.compound_records import study_total
 from scaler.searches.compound_recipe import QUICK, recipe_from_dict
 from scaler.errors import OutOfMemory
 from test_train import run_cli

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from scaler.cli import main
 from scaler.errors import ScalerError
-from scaler.searches.compound import open_study, records
+from scaler.searches.compound import open_study
+from scaler.searches.compound_records import records
 from scaler.searches.compound_recipe import Recipe, load_recipe, recipe_from_dict
 from scaler.spec import loads, to_dict
 from scaler.baselines import get_baseline

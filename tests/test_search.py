@@ -22,8 +22,9 @@ from scaler.cli import main
 from scaler.errors import NonFiniteLoss, OutOfMemory, ScalerError, TrainingFailed
 from scaler.spec import load_spec
 from scaler.device import thread_share
-from scaler.searches.compound import CompoundSearch, _sampler, open_study, planned_total, records, search
-from scaler.searches.compound import read_search as report
+from scaler.searches.compound import CompoundSearch, _sampler, open_study, planned_total, search
+from scaler.searches.compound_records import read_search as report
+from scaler.searches.compound_records import records
 from scaler.searches.compound_recipe import QUICK, Recipe, load_recipe, recipe_from_dict
 from scaler.plot import study_plot_data as plot_data
 from scaler.report import report_study

@@ -19,24 +19,22 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Hashable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from scaler.baselines import resolve_spec
 from scaler.data import load_data, parse_data
 from scaler.device import resolve_device, thread_share, use_threads
-from scaler.errors import ScalerError, check_output_file
+from scaler.errors import check_output_file
 from scaler.estimator import estimate
 from scaler.searches.baseline_recipe import (BAND, BLOCKS, EXPANSIONS, KERNELS, REJECTIONS_PER_TRIAL, WIDTHS,
                                              BaselineRecipe, StageChoice, candidate_spec, check_target, reward)
+from scaler.searches.baseline_records import BaselineResult, BaselineTrial, read_baseline_search, record
 from scaler.spec import Spec, save_spec
 from scaler.study import engine
-from scaler.study.proxy import Proxy, with_settings
-from scaler.study.storage import default_storage, load_study, storage_failures, storage_folder
-from scaler.study.trials import (FINAL_FAILURES, TrialFailure, failure_text, finished, hidden, record_epoch,
-                                 top1_per_epoch)
+from scaler.study.storage import default_storage, storage_failures, storage_folder
+from scaler.study.trials import FINAL_FAILURES, TrialFailure, finished, hidden, record_epoch
 
 def _suggest(trial: optuna.Trial, start: Spec) -> tuple[StageChoice, ...]:
     choices = []
@@ -50,72 +48,6 @@ def _suggest(trial: optuna.Trial, start: Spec) -> tuple[StageChoice, ...]:
             width=trial.suggest_categorical(f"stage{i + 1}_width", WIDTHS),
         ))
     return tuple(choices)
-
-
-@dataclass(frozen=True)
-class BaselineTrial:
-    number: int
-    state: str
-    choices: tuple[StageChoice, ...]
-    stages: str  # the chosen stages, labelled (StageChoice.label)
-    macs: int | None
-    params: int | None
-    top1: float | None
-    top1_per_epoch: tuple[float, ...]
-    reward: float | None
-    wall_seconds: float | None
-    failure: str | None
-
-
-@dataclass(frozen=True)
-class BaselineResult:
-    study_name: str
-    storage: str
-    recipe: BaselineRecipe
-    trials: tuple[BaselineTrial, ...]  # every candidate trained or failing in training, in trial order
-    rejected: int  # candidates outside the FLOPs band, never trained
-    best: BaselineTrial | None  # the highest reward
-    spec: Spec | None  # the best candidate at full size
-    spec_path: str | None = None
-    note: str | None = None  # why the search stopped short of its trials, if it did
-
-    def top(self, count: int = 5) -> tuple[BaselineTrial, ...]:
-        """The `count` best candidates by reward."""
-        scored = sorted((t for t in self.trials if t.reward is not None), key=lambda t: -t.reward)
-        return tuple(scored[:count])
-
-    def to_dict(self) -> dict:
-        return {"study_name": self.study_name, "storage": self.storage,
-                "recipe": {k: v for k, v in asdict(self.recipe).items() if k != "proxy"} | self.recipe.settings(),
-                "rejected": self.rejected, "best": None if self.best is None else asdict(self.best),
-                "spec": None if self.spec is None else json.loads(json.dumps(asdict(self.spec))),
-                "spec_path": self.spec_path, "note": self.note, "trials": [asdict(t) for t in self.trials]}
-
-
-def _choices(attrs: dict) -> tuple[StageChoice, ...]:
-    return tuple(StageChoice(**c) for c in attrs.get("choices", ()))
-
-
-def record(trial: FrozenTrial) -> BaselineTrial:
-    attrs = trial.user_attrs
-    complete = trial.state == TrialState.COMPLETE
-    return BaselineTrial(
-        number=trial.number, state=trial.state.name, choices=_choices(attrs), stages=attrs.get("stages", ""),
-        macs=attrs.get("macs"), params=attrs.get("params"), top1=attrs.get("top1") if complete else None,
-        top1_per_epoch=top1_per_epoch(trial), reward=attrs.get("reward") if complete else None,
-        wall_seconds=attrs.get("wall_seconds"), failure=failure_text(trial),
-    )
-
-
-def baseline_records(study: optuna.Study) -> tuple[BaselineTrial, ...]:
-    """Every candidate trained, training or failed in training, in trial order (rejections and bookkeeping left
-    out)."""
-    return tuple(record(t) for t in study.get_trials(deepcopy=False) if not hidden(t) and "choices" in t.user_attrs)
-
-
-def best_candidate(trials: tuple[BaselineTrial, ...]) -> BaselineTrial | None:
-    """The highest reward (in a two-objective study too: the reward ranks the Pareto front's members)."""
-    return max((t for t in trials if t.reward is not None), key=lambda t: t.reward, default=None)
 
 
 def open_baseline_study(recipe: BaselineRecipe, study_name: str, storage: str) -> optuna.Study:
@@ -221,28 +153,6 @@ class BaselineSearch(engine.Search):
         trial.set_user_attr("top1", result.top1)
         trial.set_user_attr("wall_seconds", result.wall_seconds)
         return result.top1
-
-
-def stored_baseline_recipe(study: optuna.Study) -> BaselineRecipe:
-    settings = dict(study.user_attrs.get("recipe", {}))
-    try:
-        top = {k: settings.pop(k) for k in ("start", "target_mflops", "w", "pareto")}
-    except KeyError:
-        raise ScalerError(f"study {study.study_name!r} is not a baseline search") from None
-    proxy = with_settings(Proxy(), settings)
-    return BaselineRecipe(**top, trials=study.user_attrs.get("trials", 1), proxy=proxy)
-
-
-def read_baseline_search(study_name: str, storage: str) -> BaselineResult:
-    """Read a baseline study back (writes nothing): its candidates, how many were rejected, the best by reward."""
-    with storage_failures():
-        study = load_study(study_name, storage)
-        recipe = stored_baseline_recipe(study)
-        trials = baseline_records(study)
-        rejected = sum(t.user_attrs.get("failure_kind") == "outside" for t in study.get_trials(deepcopy=False))
-    best = best_candidate(trials)
-    spec = None if best is None else candidate_spec(resolve_spec(recipe.start), best.choices, f"{study_name}-baseline")
-    return BaselineResult(study_name, storage, recipe, trials, rejected, best, spec)
 
 
 def baseline_search(

@@ -83,7 +83,6 @@ def plan_search(recipe: Recipe = Recipe(), device: str = "auto", repeats: int = 
     check_request(recipe, budget, storage, study_name, 1, validate_phis, repeats, check_ranks, check_top)
     use_threads(thread_share(threads))
     proxy = recipe.proxy_network()
-    base = estimate(proxy).macs
     matches = [candidate_network(recipe, proxy, c) for c in recipe.candidates()]
     # Time here is not proportional to FLOPs for networks this small: it is measured on the baseline and on the
     # first candidate at the study's cost, and drawn as a line through the two.

@@ -19,8 +19,8 @@ import optuna
 import sqlalchemy.exc
 
 from scaler.errors import ScalerError, StorageFailed
+from scaler.study import STUDIES_FOLDER
 
-STUDIES_FOLDER = Path("studies")
 HEARTBEAT_SECONDS = 30
 GRACE_SECONDS = 120
 CONNECT_SECONDS = 10

@@ -3,7 +3,7 @@ winner against the runner-up and the best single-dimension reference (scaler.con
 longer proxy ranks the candidates alike. Also which candidates deserve more seeds, or a longer proxy.
 
 A candidate here is (kind, alpha, beta, gamma, stage_scaling); the records are a compound search's
-(scaler.searches.compound.TrialRecord): any object with those fields and `top1, phi, epochs, repeat,
+(scaler.searches.compound_records.TrialRecord): any object with those fields and `top1, phi, epochs, repeat,
 same_network_as`.
 """
 
