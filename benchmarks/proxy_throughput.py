@@ -11,6 +11,7 @@ synthetic set, stored at 64 px) and the same recipe (AdamW, label smoothing, ran
 
     python benchmarks/proxy_throughput.py [--device cpu|cuda] [--width 0.5 --depth 0.5 --resolution 64]
                                           [--phi 1 --resolution 128] [--images 2048] [--batch-size 64]
+                                          [--rounds 3]
 On CUDA it also reports the fraction of step time the GPU is busy (kernel time / wall time, torch.profiler).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import statistics
 import time
 from dataclasses import replace
 
@@ -151,6 +153,7 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--images", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3, help="measure every pipeline this many times, in turn")
     args = parser.parse_args()
     device = resolve_device(args.device)
     data = load_data("synthetic", train_size=args.images, val_size=args.batch_size, device=device)
@@ -161,16 +164,27 @@ def main() -> None:
     print(f"# model: B0 {'phi=' + str(args.phi) if args.phi is not None else f'width {args.width} depth {args.depth}'}"
           f" at {args.resolution} px, {est.params:,} params, {est.macs / 1e6:.1f} M MACs; {args.images} images, "
           f"batch {args.batch_size}")
-    ours = train(spec, data, epochs=2, batch_size=args.batch_size, device=device, seed=0).images_per_second
-    standard = standard_loop(spec, data, args, device, channels_last=False)
-    standard_cl = standard_loop(spec, data, args, device, channels_last=True)
-    ceiling = model_only(spec, args, device, data.num_classes)
-    rows = [("scaler (device-resident)", ours), ("standard DataLoader loop", standard),
-            ("standard loop + channels_last", standard_cl), ("model step only (ceiling)", ceiling)]
-    print("| pipeline | images/s | scaler's ratio | of ceiling |")
-    print("|---|---:|---:|---:|")
-    for name, rate in rows:
-        print(f"| {name} | {rate:,.0f} | {ours / rate:.2f}x | {rate / ceiling:.0%} |")
+    pipelines = {
+        "scaler (device-resident)": lambda: train(spec, data, epochs=2, batch_size=args.batch_size, device=device,
+                                                  seed=0).images_per_second,
+        "standard DataLoader loop": lambda: standard_loop(spec, data, args, device, channels_last=False),
+        "standard loop + channels_last": lambda: standard_loop(spec, data, args, device, channels_last=True),
+        "model step only (ceiling)": lambda: model_only(spec, args, device, data.num_classes),
+    }
+    # Every pipeline once per round, in turn, and the median of the rounds: a shared CPU's speed drifts over
+    # minutes, and one pass per pipeline measured the drift as much as the pipelines.
+    rates = {name: [] for name in pipelines}
+    for _ in range(args.rounds):
+        for name, run in pipelines.items():
+            rates[name].append(run())
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    ours, ceiling = median["scaler (device-resident)"], median["model step only (ceiling)"]
+    print(f"# median of {args.rounds} rounds, each pipeline once per round in turn")
+    print("| pipeline | images/s | rounds (min-max) | scaler's ratio | of ceiling |")
+    print("|---|---:|---:|---:|---:|")
+    for name, rate in median.items():
+        print(f"| {name} | {rate:,.0f} | {min(rates[name]):,.0f}-{max(rates[name]):,.0f} | {ours / rate:.2f}x | "
+              f"{rate / ceiling:.0%} |")
     if device.type == "cuda":
         print(f"GPU busy: {gpu_busy_fraction(spec, data, args, device):.0%} of scaler.train's wall time")
 

@@ -148,7 +148,7 @@ def test_bad_sizes(tmp_path, size):
 def test_random_crop_flip_moves_and_mirrors_whole_images():
     images = torch.arange(2 * 3 * 8 * 8, dtype=torch.int64).reshape(2, 3, 8, 8).to(torch.uint8)
     out = random_crop_flip(images, torch.Generator().manual_seed(0), pad=0)
-    assert out.shape == images.shape and out.is_contiguous(memory_format=torch.channels_last)
+    assert out.shape == images.shape and out.dtype == torch.uint8
     for i in range(2):  # without padding, each image is itself or its mirror image
         assert torch.equal(out[i], images[i]) or torch.equal(out[i], images[i].flip(-1))
 
@@ -160,6 +160,22 @@ def test_random_crop_flip_translates_within_the_padding():
     assert zeros.max() > 0 and zeros.max() <= (1 - (6 / 8) ** 2) + 1e-6  # at most 2 rows and 2 columns of fill
     again = random_crop_flip(images, torch.Generator().manual_seed(0), pad=2)
     assert torch.equal(out, again)  # the generator decides everything
+
+
+def test_random_crop_flip_is_a_padded_crop_then_a_mirror_image_per_image():
+    """The batched gather gives, image by image, what RandomCrop(padding) and a horizontal flip define: the crop
+    of the zero-padded image at the drawn offset, mirrored when the draw says so (the draws replayed here)."""
+    images = torch.randint(0, 256, (16, 3, 9, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    pad = 3
+    out = random_crop_flip(images, torch.Generator().manual_seed(5), pad=pad)
+    draws = torch.Generator().manual_seed(5)
+    dy = torch.randint(0, 2 * pad + 1, (16, 1), generator=draws)
+    dx = torch.randint(0, 2 * pad + 1, (16, 1), generator=draws)
+    flip = torch.rand(16, 1, generator=draws) < 0.5
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    for i in range(16):
+        crop = padded[i, :, dy[i, 0]:dy[i, 0] + 9, dx[i, 0]:dx[i, 0] + 7]
+        assert torch.equal(out[i], crop.flip(-1) if flip[i, 0] else crop), i
 
 
 def test_resize_and_normalize():
