@@ -16,10 +16,11 @@ import click
 
 from scaler import tables
 from scaler.baselines import baseline_names, get_baseline, resolve_spec
-from scaler.cli_shared import PROGRESSIVE_OPTION, THREADS_OPTION, emit, show_training
+from scaler.cli_shared import PROGRESSIVE_OPTION, THREADS_OPTION, emit, numbers, show_training
 from scaler.cli_studies import (baseline_search_command, plot_command, report_command, search_command,
                                 studies_command)
 from scaler.errors import ScalerError
+from scaler.rules import RULE_NAMES, named_rule
 from scaler.estimator import OPTIMIZER_STATES, PRECISIONS, estimate
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, STAGE_RULES, compound, multipliers, stage_rule
 from scaler.spec import save_spec, to_dict
@@ -108,21 +109,33 @@ def estimate_command(network, resolution, batch_size, dtype, optimizer, breakdow
 
 
 @cli.command()
-@click.option("--phi", type=float, required=True, help="Compound coefficient; negative shrinks.")
+@click.option("--phi", type=float, help="Compound coefficient; negative shrinks (or give --flops-ratio).")
+@click.option("--flops-ratio", type=float, help="Grow the nominal FLOPs by this factor instead of giving --phi.")
+@click.option("--rule", type=click.Choice(RULE_NAMES), default="compound", show_default=True,
+              help="compound (--alpha/--beta/--gamma), fast (Dollar et al.: --shares), or depth, width or resolution "
+              "alone.")
 @click.option("--baseline", default="efficientnet-b0", show_default=True, help="Baseline name or spec file.")
-@click.option("--alpha", type=float, default=PAPER_ALPHA, show_default=True, help="Depth coefficient (>= 1).")
-@click.option("--beta", type=float, default=PAPER_BETA, show_default=True, help="Width coefficient (>= 1).")
-@click.option("--gamma", type=float, default=PAPER_GAMMA, show_default=True, help="Resolution coefficient (>= 1).")
+@click.option("--alpha", type=float, help=f"Depth coefficient (>= 1; default {PAPER_ALPHA:g}, the paper's).")
+@click.option("--beta", type=float, help=f"Width coefficient (>= 1; default {PAPER_BETA:g}, the paper's).")
+@click.option("--gamma", type=float, help=f"Resolution coefficient (>= 1; default {PAPER_GAMMA:g}, the paper's).")
+@click.option("--shares", help="With --rule fast: the shares of the FLOPs growth for depth, width and resolution, "
+              "summing to 1 (default 0.1,0.8,0.1: dWr).")
 @click.option("--stage-scaling", type=click.Choice(STAGE_RULES), default="uniform", show_default=True,
               help="uniform: every stage's depth alike (EfficientNet); v2: later stages deeper, resolution capped.")
 @click.option("--max-resolution", type=int, help="Cap the scaled resolution (pixels; v2's default 480).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the scaled spec (.json or .toml).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def scale(phi, baseline, alpha, beta, gamma, stage_scaling, max_resolution, output, as_json) -> None:
-    """Scale a baseline by depth alpha^phi, width beta^phi, resolution gamma^phi.
+def scale(phi, flops_ratio, rule, baseline, alpha, beta, gamma, shares, stage_scaling, max_resolution, output,
+          as_json) -> None:
+    """Scale a baseline by depth alpha^phi, width beta^phi, resolution gamma^phi, under a scaling rule.
 
-    Example: scaler scale --phi 3 -o b3-like.json
+    Example: scaler scale --phi 3 -o b3-like.json; scaler scale --rule fast --flops-ratio 4
     """
+    if (phi is None) == (flops_ratio is None):
+        raise ScalerError("scale: give --phi or --flops-ratio (one of them)")
+    scaling = named_rule(rule, (alpha, beta, gamma), numbers("--shares", shares) if shares else None)
+    alpha, beta, gamma = scaling.coefficients
+    phi = scaling.phi_for(flops_ratio) if phi is None else phi
     base = resolve_spec(baseline)
     depth, width, res = multipliers(alpha, beta, gamma, phi)
     rule = stage_rule(stage_scaling, max_resolution)
@@ -130,7 +143,9 @@ def scale(phi, baseline, alpha, beta, gamma, stage_scaling, max_resolution, outp
     before, after = estimate(base), estimate(scaled)
     if output:
         save_spec(scaled, output)
-    data = {"alpha": alpha, "beta": beta, "gamma": gamma, "phi": phi, "stage_scaling": rule.name,
+    data = {"rule": {"name": scaling.name, "label": scaling.label, "shares": scaling.shares(),
+                     "exponents": scaling.exponents()},
+            "alpha": alpha, "beta": beta, "gamma": gamma, "phi": phi, "stage_scaling": rule.name,
             "max_resolution": rule.max_resolution, "multipliers": {"depth": depth, "width": width, "resolution": res},
             "baseline": {"params": before.params, "macs": before.macs, "resolution": base.resolution},
             "scaled": {"params": after.params, "macs": after.macs, "fvcore_flops": after.fvcore_flops,
@@ -144,7 +159,10 @@ def scale(phi, baseline, alpha, beta, gamma, stage_scaling, max_resolution, outp
                  for i, (old, new) in enumerate(zip(base.stages, scaled.stages))]
         if base.head.channels:
             rows.append(["head", "conv 1x1", "1 -> 1", f"{base.head.channels} -> {scaled.head.channels}"])
+        e_depth, e_width, e_res = scaling.exponents()
         return "\n".join([
+            f"rule {scaling.label}: depth s^{e_depth:.4f}, width s^{e_width:.4f}, resolution s^{e_res:.4f} for a "
+            f"nominal FLOPs growth s (x{scaling.growth:.4f} per unit of phi)",
             f"alpha={alpha:g} beta={beta:g} gamma={gamma:g} phi={phi:g}: depth x{depth:.4f}, width x{width:.4f}, "
             f"resolution x{res:.4f} (nominal FLOPs x{(alpha * beta**2 * gamma**2) ** phi:.3f}); "
             f"{rule.name} stage scaling{cap}",

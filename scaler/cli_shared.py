@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import click
 
+from scaler.errors import ScalerError
 from scaler.estimator import PRECISIONS
 from scaler.progress import PROGRESS_EVERY, epoch_line
 from scaler.study.proxy import QUICK_PROXY, Proxy
@@ -117,3 +118,11 @@ def study_options(default_names: str, output_help: str):
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:K."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
     )
+
+
+def numbers(option: str, text: str) -> tuple[float, ...]:
+    """'0,1,2' -> (0.0, 1.0, 2.0); anything else is one error naming the option."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ScalerError(f"{option}: expected numbers separated by commas, got {text!r}") from None

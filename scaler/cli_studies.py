@@ -10,19 +10,11 @@ import click
 from scaler import tables
 from scaler.budget import budget_from_units
 from scaler.cli_shared import (THREADS_OPTION, budget_limits, budget_options, emit, proxy_options, say,
-                               show_trial_training, study_options)
+                               numbers, show_trial_training, study_options)
 from scaler.errors import ScalerError
 from scaler.scaling import STAGE_RULES
 from scaler.searches.baseline_recipe import MNAS_W, assemble_baseline_recipe
 from scaler.searches.compound_recipe import SAMPLERS, assemble_recipe, default_repeats, default_study_name
-
-
-def _numbers(option: str, text: str) -> tuple[float, ...]:
-    """'0,1,2' -> (0.0, 1.0, 2.0); anything else is one error naming the option."""
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise ScalerError(f"{option}: expected numbers separated by commas, got {text!r}") from None
 
 
 def _quiet_optuna() -> None:
@@ -76,7 +68,7 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
     limits = budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision)
     budget = budget_from_units(**limits, batch_size=settings.proxy.batch_size, device=device)
     name = study_name or default_study_name(quick, recipe)
-    phis = _numbers("--validate-phi", validate_phi) if validate_phi else ()
+    phis = numbers("--validate-phi", validate_phi) if validate_phi else ()
     repeats = default_repeats(quick) if repeats is None else repeats
     if plan:
         from scaler.searches.compound_plan import plan_search
@@ -199,6 +191,8 @@ def _plot_study(study: str, storage: str | None, output: str | None, as_json: bo
 @click.option("--alpha", type=float, help="With --family: coefficients to plot (all three), instead of a study's.")
 @click.option("--beta", type=float, help="With --family: the width coefficient (with --alpha and --gamma).")
 @click.option("--gamma", type=float, help="With --family: the resolution coefficient (with --alpha and --beta).")
+@click.option("--rules", help="With --family: the rules to draw, from compound, fast, depth, width and resolution "
+              "(default compound,depth,width,resolution); a study's or the given coefficients are drawn beside them.")
 @click.option("--max-phi", type=float, default=6.0, show_default=True, help="With --family: phi from 0 to this.")
 @click.option("--stage-scaling", type=click.Choice(STAGE_RULES),
               help="With --family: uniform or v2 for every curve (default: the study's winning rule, or uniform).")
@@ -207,14 +201,14 @@ def _plot_study(study: str, storage: str | None, output: str | None, as_json: bo
 @budget_options
 @click.option("--device", default="auto", show_default=True, help="Device for --budget-latency-ms.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plotted data as JSON.")
-def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, max_phi, stage_scaling,
+def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, rules, max_phi, stage_scaling,
                  max_resolution, batch_size, budget_gflops, budget_params, budget_memory_gb, budget_latency_ms,
                  precision, device, as_json) -> None:
     """Plot a study: top-1 against FLOPs with the Pareto front, and the alpha-beta landscape.
 
     With --family: FLOPs, params, activations and peak training memory against phi for the study's found
-    coefficients (or --alpha --beta --gamma), the paper's, and each single-dimension rule; a budget marks
-    where each rule meets it.
+    coefficients (or --alpha --beta --gamma) beside the --rules named (the paper's and each single-dimension
+    rule by default); a budget marks where each rule meets it.
 
     Example: scaler plot quick -o quick.svg
     """
@@ -223,12 +217,12 @@ def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, m
             raise ScalerError("plot: give a STUDY, or --family")
         _plot_study(study, storage, output, as_json)
         return
-    from scaler.plot_family import plot_rules
+    from scaler.plot_family import DEFAULT_RULE_NAMES, plot_rules
 
     figure = plot_rules(study, storage, output, baseline, (alpha, beta, gamma), max_phi, stage_scaling,
                         max_resolution, batch_size,
                         budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision),
-                        device)
+                        device, tuple(rules.split(",")) if rules else DEFAULT_RULE_NAMES)
 
     def text() -> str:
         last, rule = figure.phis[-1], figure.stage_rule

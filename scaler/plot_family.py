@@ -3,10 +3,8 @@ estimator alone, so no tensor, study or sampler is loaded unless a study's found
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
@@ -15,18 +13,17 @@ from scaler.budget import Budget, budget_from_units, fit_phi
 from scaler.errors import ScalerError, check_number
 from scaler.estimator import estimate
 from scaler.figures import STYLE, check_output, save_figure
-from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, UNIFORM, StageRule, compound, stage_rule
+from scaler.rules import fast_rule, found_rule, named_rule
+from scaler.scaling import UNIFORM, StageRule, compound, stage_rule
 from scaler.study import STUDIES_FOLDER
 
-if TYPE_CHECKING:
-    from scaler.searches.compound_records import SearchResult
-
-# The paper's coefficients, and the single-dimension rules at the same nominal FLOPs (2x per unit of phi).
-DEFAULT_RULES = {"paper (1.2, 1.1, 1.15)": (PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA), "depth only": (2.0, 1.0, 1.0),
-                 "width only": (1.0, math.sqrt(2), 1.0), "resolution only": (1.0, 1.0, math.sqrt(2))}
+# The rules drawn unless others are asked for: the paper's coefficients and each single dimension alone.
+DEFAULT_RULE_NAMES = ("compound", "depth", "width", "resolution")
+DEFAULT_RULES = {r.label: r.coefficients for r in map(named_rule, DEFAULT_RULE_NAMES)}
 # The same colour for a rule in every figure: the single-dimension rules as in the study figure.
 RULE_COLOURS = {"paper (1.2, 1.1, 1.15)": "tab:blue", "depth only": STYLE["depth"][2],
-                "width only": STYLE["width"][2], "resolution only": STYLE["resolution"][2]}
+                "width only": STYLE["width"][2], "resolution only": STYLE["resolution"][2],
+                fast_rule().label: "tab:cyan"}
 
 
 
@@ -121,16 +118,11 @@ class FamilyFigure:
     phis: tuple[float, ...]
 
 
-def found_rule(result: SearchResult) -> dict[str, tuple[float, float, float]]:
-    """A study's winning coefficients, named as the family figure's legend names them."""
-    b = result.best
-    return {f"found ({b.alpha:g}, {b.beta:g}, {b.gamma:.3f})": (b.alpha, b.beta, b.gamma)}
-
-
 def plot_rules(study_name: str | None = None, storage: str | None = None, output: str | Path | None = None,
                baseline: str | None = None, coefficients: tuple[float | None, float | None, float | None] = (None,) * 3,
                max_phi: float = 6.0, stage_scaling: str | None = None, max_resolution: int | None = None,
-               batch_size: int = 1, budget_limits: dict | None = None, device: str = "auto") -> FamilyFigure:
+               batch_size: int = 1, budget_limits: dict | None = None, device: str = "auto",
+               rule_names: tuple[str, ...] = DEFAULT_RULE_NAMES) -> FamilyFigure:
     """Costs against phi (`scaler plot --family`) for a study's found coefficients or the `coefficients` given,
     the paper's and each single-dimension rule; `budget_limits` (user units, scaler.budget.budget_from_units)
     mark where each rule meets the budget."""
@@ -148,7 +140,8 @@ def plot_rules(study_name: str | None = None, storage: str | None = None, output
                               f"baseline with --family --baseline FILE (its spec file)")
         if result.best is None:
             raise ScalerError(f"plot --family: study {study_name!r} has no scored compound candidate yet")
-        rules = found_rule(result)
+        found = found_rule(result.best.alpha, result.best.beta, result.best.gamma)
+        rules = {found.label: found.coefficients}
         baseline = baseline or result.recipe.baseline
         rule = result.recipe.rule(stage_scaling or result.best.stage_scaling)
         if max_resolution is not None:
@@ -164,5 +157,6 @@ def plot_rules(study_name: str | None = None, storage: str | None = None, output
     path = check_output(output or STUDIES_FOLDER / "family.png")
     budget = budget_from_units(**(budget_limits or {}), batch_size=batch_size, device=device)
     phis = tuple(i / 4 for i in range(int(max_phi * 4) + 1))
-    curves = plot_family(baseline or "efficientnet-b0", path, rules | DEFAULT_RULES, phis, batch_size, budget, rule)
+    named = {r.label: r.coefficients for r in map(named_rule, rule_names)}
+    curves = plot_family(baseline or "efficientnet-b0", path, rules | named, phis, batch_size, budget, rule)
     return FamilyFigure(path, curves, rule, phis)

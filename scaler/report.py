@@ -9,7 +9,8 @@ from scaler.baselines import resolve_spec
 from scaler.budget import budget_from_units
 from scaler.errors import ScalerError
 from scaler.plot import plot_study
-from scaler.plot_family import DEFAULT_RULES, found_rule, plot_family
+from scaler.plot_family import DEFAULT_RULES, plot_family
+from scaler.rules import found_rule
 from scaler.scaling import compound
 from scaler.searches.baseline_records import BaselineResult
 from scaler.searches.compound_records import SearchResult, read_search, trial_candidate
@@ -142,6 +143,7 @@ def report_study(study_name: str, storage: str | None = None, output: str | Path
     plot_study(result, figures["Top-1 against FLOPs"])
     if result.best is not None:
         figures["Costs against phi"] = folder / "family.png"
-        plot_family(recipe.baseline, figures["Costs against phi"], found_rule(result) | DEFAULT_RULES,
+        found = found_rule(result.best.alpha, result.best.beta, result.best.gamma)
+        plot_family(recipe.baseline, figures["Costs against phi"], {found.label: found.coefficients} | DEFAULT_RULES,
                     batch_size=batch_size, budget=budget, stage_rule=recipe.rule(result.best.stage_scaling))
     return write_report(result, folder, figures)
