@@ -20,9 +20,9 @@ from scaler.cli_shared import PROGRESSIVE_OPTION, THREADS_OPTION, emit, numbers,
 from scaler.cli_studies import (baseline_search_command, plot_command, report_command, search_command,
                                 studies_command)
 from scaler.errors import ScalerError
-from scaler.rules import RULE_NAMES, named_rule
+from scaler.rules import RULE_NAMES, grow, named_rule
 from scaler.estimator import OPTIMIZER_STATES, PRECISIONS, estimate
-from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, STAGE_RULES, compound, multipliers, stage_rule
+from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, STAGE_RULES, multipliers, stage_rule
 from scaler.spec import save_spec, to_dict
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -131,15 +131,13 @@ def scale(phi, flops_ratio, rule, baseline, alpha, beta, gamma, shares, stage_sc
 
     Example: scaler scale --phi 3 -o b3-like.json; scaler scale --rule fast --flops-ratio 4
     """
-    if (phi is None) == (flops_ratio is None):
-        raise ScalerError("scale: give --phi or --flops-ratio (one of them)")
     scaling = named_rule(rule, (alpha, beta, gamma), numbers("--shares", shares) if shares else None)
+    base = resolve_spec(baseline)
+    rule = stage_rule(stage_scaling, max_resolution)
+    scaled = grow(base, scaling, phi, flops_ratio, rule)
     alpha, beta, gamma = scaling.coefficients
     phi = scaling.phi_for(flops_ratio) if phi is None else phi
-    base = resolve_spec(baseline)
     depth, width, res = multipliers(alpha, beta, gamma, phi)
-    rule = stage_rule(stage_scaling, max_resolution)
-    scaled = compound(base, alpha, beta, gamma, phi, rule=rule)
     before, after = estimate(base), estimate(scaled)
     if output:
         save_spec(scaled, output)
@@ -150,7 +148,7 @@ def scale(phi, flops_ratio, rule, baseline, alpha, beta, gamma, shares, stage_sc
             "baseline": {"params": before.params, "macs": before.macs, "resolution": base.resolution},
             "scaled": {"params": after.params, "macs": after.macs, "fvcore_flops": after.fvcore_flops,
                        "resolution": scaled.resolution, "spec": to_dict(scaled)},
-            "flops_ratio": after.macs / before.macs, "output": output}
+            "flops_ratio": after.macs / before.macs, "requested_flops_ratio": flops_ratio, "output": output}
 
     def text() -> str:
         cap = "" if rule.max_resolution is None else f", capped at {rule.max_resolution} px"

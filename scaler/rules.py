@@ -18,8 +18,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scaler.equal_cost import TOLERANCE, match_cost
 from scaler.errors import ScalerError, check_number
-from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA
+from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, UNIFORM, StageRule, check_cap, compound, multipliers
+from scaler.spec import Spec
 
 RULE_NAMES = ("compound", "fast", "depth", "width", "resolution")
 FAST_SHARES = (0.1, 0.8, 0.1)  # dWr: Dollár et al.'s default
@@ -110,3 +112,24 @@ def named_rule(name: str, coefficients: tuple[float | None, float | None, float 
 def found_rule(alpha: float, beta: float, gamma: float) -> ScalingRule:
     """A study's found coefficients, as a rule."""
     return compound_rule(alpha, beta, gamma, f"found ({alpha:g}, {beta:g}, {gamma:.3f})")
+
+
+def grow(spec: Spec, rule: ScalingRule, phi: float | None = None, flops_ratio: float | None = None,
+         stage_rule: StageRule = UNIFORM) -> Spec:
+    """`spec` grown by `rule`, at `phi` (each dimension rounded as EfficientNet rounds it), or at a real FLOPs ratio
+    `flops_ratio` within ±3 %: the rule's multipliers at the phi of that nominal growth, depth rounded as a whole,
+    then the resolution in whole pixels and the width solved to land on the ratio (scaler.equal_cost), so that
+    rules are compared at the cost they really have. Exactly one of `phi` and `flops_ratio`."""
+    if (phi is None) == (flops_ratio is None):
+        raise ScalerError("scale: give --phi or --flops-ratio (one of them)")
+    if phi is not None:
+        return compound(spec, *rule.coefficients, phi, rule=stage_rule)
+    phi = rule.phi_for(flops_ratio)
+    depth, width, resolution = multipliers(*rule.coefficients, phi)
+    check_cap(spec, stage_rule)
+    match = match_cost(spec, depth, width, resolution, flops_ratio, stage_rule,
+                       name=f"{spec.name}@{rule.name}x{flops_ratio:g}")
+    if match.network is None:
+        raise ScalerError(f"flops ratio: {rule.label} cannot grow {spec.name} to {flops_ratio:g}x its FLOPs "
+                          f"within ±{TOLERANCE:.0%}: {match.reason}")
+    return match.network

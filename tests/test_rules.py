@@ -13,8 +13,9 @@ from scaler.baselines import get_baseline
 from scaler.cli import cli, main
 from scaler.errors import ScalerError
 from scaler.estimator import estimate
-from scaler.rules import RULE_NAMES, compound_rule, fast_rule, found_rule, named_rule
-from scaler.scaling import compound
+from scaler.equal_cost import TOLERANCE
+from scaler.rules import RULE_NAMES, compound_rule, fast_rule, found_rule, grow, named_rule
+from scaler.scaling import compound, multipliers
 
 
 def test_fast_dwr_gives_depth_width_resolution_a_tenth_eight_tenths_and_a_tenth_of_the_flops_growth():
@@ -36,6 +37,40 @@ def test_the_papers_compound_rule_and_the_single_dimension_rules():
         assert rule.growth == pytest.approx(2.0) and rule.shares() == pytest.approx(shares, abs=1e-12)
     assert named_rule("compound", (1.3, None, 1.1)).coefficients == (1.3, 1.1, 1.1)  # the paper's where not given
     assert found_rule(1.2, 1.2, 1.0426).label == "found (1.2, 1.2, 1.043)"
+
+
+@pytest.mark.parametrize("s, expected", [
+    (4, (1.148698354997035, 1.7411011265922482, 1.0717734625362931)),  # 4^0.1, 4^0.4, 4^0.05
+    (16, (1.3195079107728942, 3.0314331330207964, 1.148698354997035)),  # 16^0.1, 16^0.4, 16^0.05
+])
+def test_dwr_multipliers_at_a_flops_growth_by_hand(s, expected):
+    rule = fast_rule()
+    assert multipliers(*rule.coefficients, rule.phi_for(s)) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("baseline", ["efficientnet-b0", "resnet18"])
+@pytest.mark.parametrize("name", RULE_NAMES)
+def test_every_rules_network_at_a_flops_ratio_is_within_3_percent_of_it(baseline, name):
+    base = get_baseline(baseline)
+    before = estimate(base).macs
+    for s in (2.0, 4.0, 16.0):
+        network = grow(base, named_rule(name), flops_ratio=s)
+        assert abs(estimate(network).macs / before / s - 1) <= TOLERANCE, (name, s)
+
+
+def test_a_cost_the_rule_cannot_reach_within_3_percent_is_refused_with_the_reason():
+    from scaler.scaling import stage_rule
+
+    with pytest.raises(ScalerError, match="resolution only cannot grow efficientnet-b0 to 16x.*capped at 480 px"):
+        grow(get_baseline("efficientnet-b0"), named_rule("resolution"), flops_ratio=16, stage_rule=stage_rule("v2"))
+
+
+@pytest.mark.parametrize("s", [4.0, 8.0, 16.0])
+def test_the_fast_rules_activations_are_below_compounds_at_equal_real_flops(s):
+    base = get_baseline("efficientnet-b0")
+    fast, paper = (estimate(grow(base, named_rule(name), flops_ratio=s)) for name in ("fast", "compound"))
+    assert abs(fast.macs / paper.macs - 1) <= 2 * TOLERANCE  # the same real cost
+    assert fast.activations < paper.activations
 
 
 @pytest.mark.parametrize("name", RULE_NAMES)
@@ -87,6 +122,7 @@ def test_scale_with_the_fast_rule_and_a_flops_ratio_shows_its_exact_exponents():
     assert data["rule"]["exponents"] == pytest.approx([0.2, 0.3, 0.1])
     assert data["phi"] == pytest.approx(2.0)
     assert data["multipliers"]["width"] == pytest.approx(4 ** 0.3)
+    assert data["requested_flops_ratio"] == 4 and abs(data["flops_ratio"] / 4 - 1) <= TOLERANCE
 
 
 def test_scale_phi_alone_is_still_the_papers_compound_scaling():
@@ -101,6 +137,9 @@ def test_scale_phi_alone_is_still_the_papers_compound_scaling():
     (["scale", "--rule", "depth", "--beta", "1.2", "--phi", "1"], "belong to the compound rule"),
     (["scale", "--rule", "fast", "--shares", "0.5,0.5,0.5", "--phi", "1"], "sum to 1"),
     (["scale", "--rule", "fast", "--shares", "a,b,c", "--phi", "1"], "--shares: expected numbers"),
+    (["scale", "--rule", "fast", "--shares", "-0.1,1,0.1", "--phi", "1"], "depth share"),
+    (["scale", "--rule", "bogus", "--phi", "1"], "Invalid value for '--rule'"),
+    (["scale", "--rule", "resolution", "--flops-ratio", "16", "--stage-scaling", "v2"], "capped at 480 px"),
     (["scale", "--flops-ratio", "-2"], "flops ratio"),
     (["plot", "--family", "--rules", "compound,tiny", "-o", "x.png"], "unknown rule 'tiny'"),
 ])
