@@ -98,8 +98,10 @@ proxy_options = option_group(
     click.option("--epochs", type=int, help=f"Epochs of proxy training per candidate ({_defaults('epochs')})."),
     click.option("--proxy-resolution", type=int,
                  help=f"Proxy training resolution in pixels ({_defaults('resolution')})."),
-    click.option("--proxy-width", type=float, help=f"Shrink each candidate's width for scoring ({_defaults('width')})."),
-    click.option("--proxy-depth", type=float, help=f"Shrink each candidate's depth for scoring ({_defaults('depth')})."),
+    click.option("--proxy-width", type=float,
+                 help=f"Shrink each candidate's width for scoring ({_defaults('width')})."),
+    click.option("--proxy-depth", type=float,
+                 help=f"Shrink each candidate's depth for scoring ({_defaults('depth')})."),
     click.option("--batch-size", "-b", type=int, help=f"Proxy batch size ({_defaults('batch_size')}); a search's "
                  "memory and latency budgets use it too."),
     click.option("--train-size", type=int, help=f"Proxy training images ({_defaults('train_size')})."),

@@ -199,7 +199,8 @@ def _plot_study(study: str, storage: str | None, output: str | None, as_json: bo
 @click.option("--max-resolution", type=int, help="With --family: cap the resolution (pixels; v2's default 480).")
 @click.option("--batch-size", "-b", type=int, default=1, show_default=True, help="Batch size for memory figures.")
 @budget_options
-@click.option("--device", default="auto", show_default=True, help="Device for --budget-latency-ms.")
+@click.option("--device", help="With --family: also measure each rule's forward latency here (cpu, cuda, ...) at "
+              "the whole phis; and the device of --budget-latency-ms (default auto).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plotted data as JSON.")
 def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, rules, max_phi, stage_scaling,
                  max_resolution, batch_size, budget_gflops, budget_params, budget_memory_gb, budget_latency_ms,
@@ -224,19 +225,8 @@ def plot_command(study, family, storage, output, baseline, alpha, beta, gamma, r
                         budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision),
                         device, tuple(rules.split(",")) if rules else DEFAULT_RULE_NAMES)
 
-    def text() -> str:
-        last, rule = figure.phis[-1], figure.stage_rule
-        budget = any(c.budget_phi is not None or c.budget_note for c in figure.curves)
-        rows = [[c.label, f"{c.alpha:g}", f"{c.beta:g}", f"{c.gamma:.3f}", f"{c.macs[-1] / 1e9:.2f} G",
-                 f"{c.params[-1]:,}"] + ([f"{c.budget_phi:.2f}" if c.budget_phi is not None else "none (below)"]
-                                         if budget else []) for c in figure.curves]
-        cap = "" if rule.max_resolution is None else f", resolution capped at {rule.max_resolution} px"
-        notes = [f"{c.label} cannot meet the budget: {c.budget_note}" for c in figure.curves if c.budget_note]
-        return "\n".join([tables.table(["rule", "alpha", "beta", "gamma", f"FLOPs at phi {last:g}",
-                                        f"params at phi {last:g}"] + (["phi within budget"] if budget else []), rows),
-                          *notes, f"{rule.name} stage scaling{cap}; wrote {figure.path}", tables.FLOPS_NOTE])
-
-    emit(as_json, {"output": str(figure.path), "curves": [asdict(c) for c in figure.curves]}, text)
+    emit(as_json, {"output": str(figure.path), "curves": [asdict(c) for c in figure.curves]},
+         lambda: tables.family_text(figure))
 
 
 @click.command(name="report")

@@ -44,14 +44,18 @@ class FamilyCurve:
     stage_scaling: str = "uniform"
     max_resolution: int | None = None
     budget_note: str | None = None  # why the rule cannot meet the budget, when it cannot
+    latency_phis: tuple[float, ...] = ()  # the whole phis where latency was measured (with a device)
+    latency_ms: tuple[float, ...] = ()  # forward latency at batch 1 there, milliseconds
 
 
 def family_data(baseline, rules: dict[str, tuple[float, float, float]] | None = None,
                 phis: tuple[float, ...] | None = None, batch_size: int = 1, budget: Budget | None = None,
-                stage_rule: StageRule = UNIFORM) -> tuple[FamilyCurve, ...]:
+                stage_rule: StageRule = UNIFORM, latency_device: str | None = None) -> tuple[FamilyCurve, ...]:
     """Costs against phi, from the estimator alone, for each rule (default: the paper's coefficients and the
     single-dimension rules), every one spread over the stages by `stage_rule`. The budget's phi is fitted exactly
-    (to 0.01) on each rule's rounded networks."""
+    (to 0.01) on each rule's rounded networks. With `latency_device`, each rule's forward latency at batch 1 is
+    measured there at the whole phis (`latency_phis`): a measurement builds and runs the network, so not at every
+    quarter."""
     base = resolve_spec(baseline)
     rules = rules or DEFAULT_RULES
     phis = phis or tuple(i / 4 for i in range(0, 25))
@@ -65,45 +69,83 @@ def family_data(baseline, rules: dict[str, tuple[float, float, float]] | None = 
                 budget_phi = fit_phi(base, budget, alpha, beta, gamma, rule=stage_rule).phi
             except ScalerError as error:  # below the smallest network the rule makes, or past MAX_PHI
                 budget_note = str(error)
+        latency_phis = tuple(phi for phi in phis if phi == int(phi)) if latency_device is not None else ()
+        latency = tuple(_latency(compound(base, alpha, beta, gamma, phi, rule=stage_rule), latency_device)
+                        for phi in latency_phis)
         curves.append(FamilyCurve(label, alpha, beta, gamma, tuple(phis), tuple(c.macs for c in costs),
                                   tuple(c.params for c in costs), tuple(c.activations for c in costs),
                                   tuple(c.peak_training_memory_bytes for c in costs), budget_phi,
-                                  stage_rule.name, stage_rule.max_resolution, budget_note))
+                                  stage_rule.name, stage_rule.max_resolution, budget_note, latency_phis, latency))
     return tuple(curves)
+
+
+def _latency(spec, device: str) -> float:
+    from scaler.measurement import measure_latency_ms  # builds and runs the network: torch only when asked
+
+    return measure_latency_ms(spec, device)
 
 
 def draw_family(curves: tuple[FamilyCurve, ...], baseline_name: str, batch_size: int,
                 budget: Budget | None = None, stage_rule: StageRule = UNIFORM) -> Figure:
-    figure = Figure(figsize=(12, 8.5), layout="constrained")
-    axes = figure.subplots(2, 2).ravel()
-    panels = [("macs", "FLOPs per image (multiply-adds)", "macs"), ("params", "parameters", "params"),
+    """Real FLOPs against phi (where each rule meets the budget), then each other cost against real FLOPs: at the
+    same FLOPs, which rule is cheapest to store, to train and (measured, when it was) to run."""
+    latency = any(curve.latency_ms for curve in curves)
+    figure = Figure(figsize=(17, 8.5) if latency else (12, 8.5), layout="constrained")
+    axes = figure.subplots(2, 3 if latency else 2).ravel()
+    panels = [("params", "parameters", "params"),
               ("activations", "activations per image (conv and linear outputs)", None),
               ("memory_bytes", f"peak training memory at batch {batch_size} (bytes)", "memory_bytes")]
-    for ax, (field, label, limit) in zip(axes, panels):
+    if latency:
+        panels.append(("latency_ms", "forward latency at batch 1 (ms, measured)", "latency_ms"))
+    _draw_flops_against_phi(axes[0], curves, budget)
+    for ax, (field, label, limit) in zip(axes[1:], panels):
         for curve in curves:
             colour = RULE_COLOURS.get(curve.label, "tab:purple")  # a study's or the user's coefficients: purple
-            ax.plot(curve.phis, getattr(curve, field), marker=".", label=curve.label, color=colour)
-            if curve.budget_phi is not None:  # each rule's own line, named in the legend with its phi
-                ax.axvline(curve.budget_phi, color=colour, linestyle=":", linewidth=1.4,
-                           label=f"{curve.label}: phi {curve.budget_phi:.2f} within the budget")
+            phis = curve.latency_phis if field == "latency_ms" else curve.phis
+            ax.plot([curve.macs[curve.phis.index(p)] for p in phis], getattr(curve, field), marker=".",
+                    label=curve.label, color=colour)
         if budget is not None and limit is not None and getattr(budget, limit) is not None:
             ax.axhline(getattr(budget, limit), color="red", linewidth=1, label="budget")
+        if budget is not None and budget.macs is not None:
+            ax.axvline(budget.macs, color="red", linewidth=1, linestyle="--", label="FLOPs budget")
+        ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("phi")
+        ax.set_xlabel("real FLOPs per image (multiply-adds, rounded network)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
-    axes[0].legend(fontsize=8)
+    for ax in axes[1 + len(panels):]:
+        ax.set_visible(False)
+    axes[1].legend(fontsize=8)
     cap = "" if stage_rule.max_resolution is None else f", resolution capped at {stage_rule.max_resolution} px"
-    figure.suptitle(f"{baseline_name}: costs against phi, {stage_rule.name} stage scaling{cap}"
-                    + (" (dotted: largest phi within the budget)" if budget is not None else ""))
+    figure.suptitle(f"{baseline_name}: each rule's costs against its real FLOPs, {stage_rule.name} stage "
+                    f"scaling{cap}")
     return figure
 
 
+def _draw_flops_against_phi(ax, curves: tuple[FamilyCurve, ...], budget: Budget | None) -> None:
+    for curve in curves:
+        colour = RULE_COLOURS.get(curve.label, "tab:purple")
+        ax.plot(curve.phis, curve.macs, marker=".", label=curve.label, color=colour)
+        if curve.budget_phi is not None:  # each rule's own line, named in the legend with its phi
+            ax.axvline(curve.budget_phi, color=colour, linestyle=":", linewidth=1.4,
+                       label=f"{curve.label}: phi {curve.budget_phi:.2f} within the budget")
+    if budget is not None and budget.macs is not None:
+        ax.axhline(budget.macs, color="red", linewidth=1, label="budget")
+    ax.set_yscale("log")
+    ax.set_xlabel("phi")
+    ax.set_ylabel("real FLOPs per image (multiply-adds)")
+    ax.set_title("FLOPs against phi" + (" (dotted: largest phi within the budget)" if budget is not None else ""),
+                 fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
 def plot_family(baseline, path: str | Path, rules=None, phis=None, batch_size: int = 1,
-                budget: Budget | None = None, stage_rule: StageRule = UNIFORM) -> tuple[FamilyCurve, ...]:
+                budget: Budget | None = None, stage_rule: StageRule = UNIFORM,
+                latency_device: str | None = None) -> tuple[FamilyCurve, ...]:
     """Write the family figure to `path` and return its curves."""
     path = check_output(path)
-    curves = family_data(baseline, rules, phis, batch_size, budget, stage_rule)
+    curves = family_data(baseline, rules, phis, batch_size, budget, stage_rule, latency_device)
     save_figure(draw_family(curves, resolve_spec(baseline).name, batch_size, budget, stage_rule), path)
     return curves
 
@@ -121,11 +163,11 @@ class FamilyFigure:
 def plot_rules(study_name: str | None = None, storage: str | None = None, output: str | Path | None = None,
                baseline: str | None = None, coefficients: tuple[float | None, float | None, float | None] = (None,) * 3,
                max_phi: float = 6.0, stage_scaling: str | None = None, max_resolution: int | None = None,
-               batch_size: int = 1, budget_limits: dict | None = None, device: str = "auto",
+               batch_size: int = 1, budget_limits: dict | None = None, device: str | None = None,
                rule_names: tuple[str, ...] = DEFAULT_RULE_NAMES) -> FamilyFigure:
     """Costs against phi (`scaler plot --family`) for a study's found coefficients or the `coefficients` given,
     the paper's and each single-dimension rule; `budget_limits` (user units, scaler.budget.budget_from_units)
-    mark where each rule meets the budget."""
+    mark where each rule meets the budget. With a `device`, each rule's latency is measured there too."""
     given = [v for v in coefficients if v is not None]
     if given and (study_name or len(given) < 3):
         raise ScalerError("plot --family: give --alpha, --beta and --gamma together, or a STUDY, not both")
@@ -155,8 +197,8 @@ def plot_rules(study_name: str | None = None, storage: str | None = None, output
     if output is None:
         STUDIES_FOLDER.mkdir(exist_ok=True)  # beside the studies' own figures, never in the working folder
     path = check_output(output or STUDIES_FOLDER / "family.png")
-    budget = budget_from_units(**(budget_limits or {}), batch_size=batch_size, device=device)
+    budget = budget_from_units(**(budget_limits or {}), batch_size=batch_size, device=device or "auto")
     phis = tuple(i / 4 for i in range(int(max_phi * 4) + 1))
     named = {r.label: r.coefficients for r in map(named_rule, rule_names)}
-    curves = plot_family(baseline or "efficientnet-b0", path, rules | named, phis, batch_size, budget, rule)
+    curves = plot_family(baseline or "efficientnet-b0", path, rules | named, phis, batch_size, budget, rule, device)
     return FamilyFigure(path, curves, rule, phis)

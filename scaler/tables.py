@@ -269,3 +269,29 @@ def studies_table(summaries) -> str:
         rows.append([s.name, s.kind, s.sampler, f"{s.complete}/{s.total}", s.failed, s.pruned, s.running, best,
                      s.storage])
     return table(["study", "kind", "sampler", "done", "failed", "pruned", "running", "best", "storage"], rows)
+
+
+def family_text(figure) -> str:
+    """`scaler plot --family`'s table (scaler.plot_family.FamilyFigure): each rule's coefficients and costs at the
+    largest phi (latency at the largest whole phi, when measured), and where it meets the budget or why not."""
+    last, rule = figure.phis[-1], figure.stage_rule
+    budget = any(c.budget_phi is not None or c.budget_note for c in figure.curves)
+    latency = any(c.latency_ms for c in figure.curves)
+    header = ["rule", "alpha", "beta", "gamma", f"FLOPs at phi {last:g}", f"params at phi {last:g}",
+              f"activations at phi {last:g}"]
+    if latency:
+        header.append(f"latency at phi {figure.curves[0].latency_phis[-1]:g}")
+    if budget:
+        header.append("phi within budget")
+    rows = []
+    for c in figure.curves:
+        row = [c.label, f"{c.alpha:g}", f"{c.beta:g}", f"{c.gamma:.3f}", f"{c.macs[-1] / 1e9:.2f} G", f"{c.params[-1]:,}",
+               f"{c.activations[-1] / 1e6:.1f} M"]
+        if latency:
+            row.append(f"{c.latency_ms[-1]:.1f} ms")
+        if budget:
+            row.append(f"{c.budget_phi:.2f}" if c.budget_phi is not None else "none (below)")
+        rows.append(row)
+    cap = "" if rule.max_resolution is None else f", resolution capped at {rule.max_resolution} px"
+    notes = [f"{c.label} cannot meet the budget: {c.budget_note}" for c in figure.curves if c.budget_note]
+    return "\n".join([table(header, rows), *notes, f"{rule.name} stage scaling{cap}; wrote {figure.path}", FLOPS_NOTE])

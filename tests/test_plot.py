@@ -4,6 +4,7 @@ line."""
 
 import json
 import math
+import re
 import shutil
 from dataclasses import replace
 
@@ -332,3 +333,32 @@ def test_the_family_figure_names_each_rules_budget_line():
         assert f"{curve.label}: phi {curve.budget_phi:.2f} within the budget" in labels
     panels = [a.get_tightbbox(renderer) for a in figure.axes]
     assert not any(panels[i].overlaps(panels[j]) for i in range(4) for j in range(i + 1, 4))
+
+
+def test_the_family_figure_draws_each_cost_against_real_flops():
+    """Dollar et al.'s figure on the user's network: params, activations and memory against each rule's real
+    (rounded) FLOPs, so that rules compare at the same cost; FLOPs against phi beside them."""
+    curves = family_data("efficientnet-b0", {"fast": (2 ** 0.1, 2 ** 0.4, 2 ** 0.05)} | DEFAULT_RULES,
+                         phis=(0, 1, 2, 3))
+    figure = draw_family(curves, "efficientnet-b0", 1)
+    flops_panel, *cost_panels = [ax for ax in figure.axes if ax.get_visible()]
+    assert len(cost_panels) == 3 and flops_panel.get_xlabel() == "phi"
+    for ax, field in zip(cost_panels, ("params", "activations", "memory_bytes")):
+        assert ax.get_xlabel().startswith("real FLOPs")
+        for line, curve in zip(ax.get_lines(), curves):
+            assert tuple(line.get_xdata()) == curve.macs and tuple(line.get_ydata()) == getattr(curve, field)
+    assert not any(curve.latency_ms for curve in curves)  # no device: nothing was built or run
+
+
+def test_with_a_device_the_family_figure_measures_each_rules_latency_at_whole_phis(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "plot", "--family", "--rules", "compound,fast", "--max-phi", "1", "--device",
+                             "cpu", "--baseline", "resnet18", "-o", "f.png", "--json")
+    assert code == 0, err
+    curves = json.loads(out)["curves"]
+    for curve in curves:
+        assert curve["latency_phis"] == [0.0, 1.0]
+        assert all(0 < ms < 60_000 for ms in curve["latency_ms"])
+    code, out, err = run_cli(capsys, "plot", "--family", "--rules", "fast", "--max-phi", "1", "--device", "cpu",
+                             "--baseline", "resnet18", "-o", "f.png")
+    assert code == 0 and "latency at phi 1" in out and re.search(r"fast \(dWr\).* \d+\.\d ms$", out, re.M), out
