@@ -35,6 +35,9 @@ def _quiet_optuna() -> None:
 @click.option("--stage-scaling", help="Stage rules to score, e.g. uniform,v2: each scores the grid (default uniform).")
 @click.option("--max-resolution", type=int,
               help="Cap the full-size network's resolution in pixels (default: none for uniform, 480 for v2).")
+@click.option("--references", "reference_rules", help="Published rules trained as references beside the baseline "
+              "and the single dimensions, at the same real FLOPs: fast (Dollar et al.'s dWr), compound (the paper's "
+              "1.2, 1.1, 1.15), comma-separated, or none (default fast).")
 @click.option("--prune", is_flag=True, help="Stop candidates whose top-1 falls below the median (Optuna pruner).")
 @click.option("--repeats", type=int, help="Train the baseline, the 3 best candidates and the best reference this "
               "many more times with other seeds, to measure the proxy's noise (default 2; 1 with --quick).")
@@ -51,8 +54,9 @@ def _quiet_optuna() -> None:
 @study_options("'quick' or 'default'", "Spec file for the network fitted to the budget, .json or .toml (default "
                "<study-name>-best.json beside the study's database).")
 def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision, quick, recipe,
-                   baseline, sampler, trials, stage_scaling, max_resolution, prune, repeats, check_ranks, check_top,
-                   validate_phi, workers, threads, plan, study_name, storage, output, device, as_json, **proxy) -> None:
+                   baseline, sampler, trials, stage_scaling, max_resolution, reference_rules, prune, repeats,
+                   check_ranks, check_top, validate_phi, workers, threads, plan, study_name, storage, output, device,
+                   as_json, **proxy) -> None:
     """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
     Running the same command again resumes the study: nothing completed is trained again. Several machines
@@ -64,7 +68,8 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
     from scaler.searches.compound import search
 
     settings = assemble_recipe(quick, recipe, baseline=baseline, sampler=sampler, trials=trials,
-                               max_resolution=max_resolution, stage_scaling=stage_scaling, **proxy)
+                               max_resolution=max_resolution, stage_scaling=stage_scaling,
+                               reference_rules=reference_rules, **proxy)
     limits = budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision)
     budget = budget_from_units(**limits, batch_size=settings.proxy.batch_size, device=device)
     name = study_name or default_study_name(quick, recipe)

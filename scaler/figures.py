@@ -18,6 +18,8 @@ STYLE = {
     "depth": ("depth only", "s", "tab:orange"),
     "width": ("width only", "^", "tab:green"),
     "resolution": ("resolution only", "D", "tab:red"),
+    "fast": ("fast rule (dWr)", "v", "tab:cyan"),
+    "paper": ("paper's rule (1.2, 1.1, 1.15)", "X", "tab:olive"),
     "family": ("found family", "P", "tab:purple"),
 }
 def check_output(path: str | Path) -> Path:

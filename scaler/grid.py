@@ -16,10 +16,13 @@ from dataclasses import asdict, dataclass
 
 from scaler.errors import ScalerError, check_number
 from scaler.estimator import estimate
+from scaler.rules import named_rule
 from scaler.scaling import compound, stage_rule
 from scaler.spec import Spec
 
-KINDS = ("compound", "baseline", "depth", "width", "resolution", "family")
+KINDS = ("compound", "baseline", "depth", "width", "resolution", "fast", "paper", "family")
+# Published rules a study may train as references (`--references`), and the kind their trials carry.
+RULE_REFERENCE_KINDS = {"fast": "fast", "compound": "paper"}
 
 
 @dataclass(frozen=True)
@@ -67,15 +70,28 @@ def compound_grid(alpha_range: tuple[float, float] = (1.0, 1.4), beta_range: tup
     return tuple(grid)
 
 
-def references(target: float = 2.0) -> tuple[Candidate, ...]:
-    """The unscaled baseline, and depth-only, width-only and resolution-only scaling to the same nominal FLOPs."""
+def references(target: float = 2.0, rules: tuple[str, ...] = ()) -> tuple[Candidate, ...]:
+    """The unscaled baseline, and depth-only, width-only and resolution-only scaling to the same nominal FLOPs;
+    then each published rule named in `rules` (`rule_reference`)."""
     root = round(math.sqrt(target), 10)
     return (
         Candidate(1.0, 1.0, 1.0, "baseline"),
         Candidate(float(target), 1.0, 1.0, "depth"),
         Candidate(1.0, root, 1.0, "width"),
         Candidate(1.0, 1.0, root, "resolution"),
-    )
+    ) + tuple(rule_reference(name, target) for name in rules)
+
+
+def rule_reference(name: str, target: float = 2.0) -> Candidate:
+    """A published rule (scaler.rules) as a reference at phi = 1: its coefficients raised to the power that makes
+    its nominal FLOPs growth `target`, the same rule at another phi (the paper's (1.2, 1.1, 1.15) grows 1.92x per
+    unit of phi; at 2x it is its own phi 1.06). Trained at equal real cost like every candidate."""
+    if name not in RULE_REFERENCE_KINDS:
+        raise ScalerError(f"references: unknown rule {name!r}; choose from {', '.join(RULE_REFERENCE_KINDS)}")
+    rule = named_rule(name)
+    power = math.log(target) / math.log(rule.growth)
+    alpha, beta, gamma = (round(c ** power, 10) for c in rule.coefficients)
+    return Candidate(alpha, beta, gamma, RULE_REFERENCE_KINDS[name])
 
 
 def family_candidates(alpha: float, beta: float, gamma: float, phis: tuple[float, ...],

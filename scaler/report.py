@@ -74,12 +74,13 @@ def write_report(result: SearchResult, folder: str | Path, figures: dict[str, Pa
 
 
 def _winner_section(result: SearchResult) -> list[str]:
-    """The winner against each single-dimension reference, the seed noise and the verdict, the rank check."""
+    """The winner against each reference (single dimensions, published rules), the seed noise and the verdict, the
+    rank check."""
     r, best = result.recipe, result.best
     if best is None:
         return ["## Winner", "No compound candidate has been scored yet."]
     references = {t.kind if t.stage_scaling == r.stage_scaling[0] else f"{t.kind} [{t.stage_scaling}]": t
-                  for t in result.trials if t.kind in ("baseline", "depth", "width", "resolution")
+                  for t in result.trials if t.kind in ("baseline", "depth", "width", "resolution", "fast", "paper")
                   and t.phi == 1.0 and t.repeat == 0 and t.epochs == 0 and t.top1 is not None}
     lines = [f"alpha = {best.alpha:g}, beta = {best.beta:g}, gamma = {best.gamma:.4f}, {best.stage_scaling} stage "
              f"scaling (trial {best.number}): {mean_text(result.verdict.winner)} at {best.flops_ratio:.2f}x the "

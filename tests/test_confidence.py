@@ -16,7 +16,7 @@ from scaler.errors import ScalerError
 from scaler.searches.compound import search
 from scaler.searches.compound_records import TrialRecord
 from scaler.searches.compound_recipe import QUICK, recipe_from_dict
-from scaler.study.verdict import RankCheck, judge, rank_check
+from scaler.study.verdict import RankCheck, judge, rank_check, repeat_candidates
 
 TINY = recipe_from_dict({"epochs": 1, "train_size": 128, "val_size": 64, "alpha_range": (1.1, 1.2),
                          "beta_range": (1.05, 1.05)}, QUICK)
@@ -113,6 +113,27 @@ def test_the_verdict_says_when_the_winner_is_clear():
     assert verdict.message == ("alpha=1.2, beta=1.1 beats every other compound candidate by more than the seed "
                                   "noise; it beats the best single-dimension reference (width-only) by more than "
                                   "the noise")
+
+
+def test_the_verdict_compares_the_winner_with_each_published_rule_by_the_paired_test():
+    """A fast-rule reference clearly below the winner and a paper's-rule reference level with it, three common
+    seeds each: the verdict names both, one beaten and one not, and repeats would train both again."""
+    trials = list(study_trials(0.80, 0.70, 0.60, 0.005))
+    number = len(trials)
+    for kind, alpha, beta, mean in (("fast", 1.0718, 1.3195, 0.72), ("paper", 1.2137, 1.1066, 0.80)):
+        for repeat, offset in enumerate((0.0, 1, -1)):
+            trials.append(record(number, kind, alpha, beta, mean + offset * 0.005, repeat))
+            number += 1
+    _, verdict = judge(tuple(trials))
+    rivals = {r.kind: r for r in verdict.rules}
+    assert set(rivals) == {"fast", "paper"} and all(r.paired for r in rivals.values())
+    assert rivals["fast"].significant and rivals["fast"].difference == pytest.approx(0.08)
+    assert not rivals["paper"].significant
+    assert "it beats the fast rule (dWr) by more than the noise (difference +0.080)" in verdict.message
+    assert "it does not beat the paper's compound rule by more than the noise (difference +0.000)" in verdict.message
+    assert [r["kind"] for r in verdict.to_dict()["rules"]] == [r.kind for r in verdict.rules]
+    chosen = repeat_candidates(tuple(t for t in trials if t.repeat == 0), 1)
+    assert {"fast", "paper"} <= {c.kind for c in chosen}
 
 
 def test_the_verdict_says_plainly_when_candidates_are_indistinguishable():

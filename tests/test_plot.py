@@ -350,6 +350,7 @@ def test_the_family_figure_draws_each_cost_against_real_flops():
     assert not any(curve.latency_ms for curve in curves)  # no device: nothing was built or run
 
 
+@pytest.mark.slow
 def test_with_a_device_the_family_figure_measures_each_rules_latency_at_whole_phis(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(capsys, "plot", "--family", "--rules", "compound,fast", "--max-phi", "1", "--device",

@@ -400,8 +400,9 @@ def test_each_stage_rule_scores_the_grid_and_the_reference_it_changes():
     v2 = [c for c in both.candidates() if c.stage_scaling == "v2"]
     assert [replace(c, stage_scaling="uniform") for c in uniform] == list(TEN.candidates())
     grid = [c for c in uniform if c.kind == "compound"]
-    assert [c.kind for c in v2] == ["depth"] + ["compound"] * len(grid)  # baseline, width, resolution: no rule
-    assert both.total() == TEN.total() + 1 + len(grid)
+    # baseline, width, resolution grow no depth: no stage rule changes them; depth and the fast rule do
+    assert [c.kind for c in v2] == ["depth", "fast"] + ["compound"] * len(grid)
+    assert both.total() == TEN.total() + 2 + len(grid)
     assert {c.stage_scaling for c in replace(TEN, stage_scaling=["v2"]).candidates()} == {"v2"}
     assert both.rule("v2").max_resolution == 480 and both.rule("uniform").max_resolution is None
     assert replace(both, max_resolution=300).rule("uniform").max_resolution == 300
@@ -546,10 +547,17 @@ def test_quick_search_command_end_to_end(tmp_path):
     out = json.loads(result.stdout)
     assert {"best", "phi", "final", "trials"} <= set(out)
     assert out["final"]["macs"] <= 4e9 and out["phi"] > 0
-    # --quick repeats the baseline, the 3 best compound candidates and the best reference once, for the noise.
-    assert len([t for t in out["trials"] if t["repeat"] == 0]) == len(QUICK.candidates()) >= 3 + 4
-    assert len([t for t in out["trials"] if t["repeat"] == 1]) == 5
+    # --quick repeats the baseline, the 3 best compound candidates, the best single-dimension reference and the
+    # fast rule once, for the noise and for paired comparisons.
+    assert len([t for t in out["trials"] if t["repeat"] == 0]) == len(QUICK.candidates()) >= 3 + 5
+    assert len([t for t in out["trials"] if t["repeat"] == 1]) == 6
     assert out["confidence"]["noise"]["dof"] >= 1 and "message" in out["confidence"]
+    # The fast rule was trained at the study's cost, with two seeds, and the verdict compares the winner with it.
+    fast = [t for t in out["trials"] if t["kind"] == "fast"]
+    assert len(fast) == 2 and all(abs(t["flops_ratio"] / 2 - 1) <= 0.03 and t["top1"] is not None for t in fast)
+    (rival,) = out["confidence"]["rules"]
+    assert rival["kind"] == "fast" and rival["paired"]
+    assert "the fast rule (dWr)" in out["confidence"]["message"]
     assert (tmp_path / "studies" / "quick.db").exists() and (tmp_path / "studies" / "quick-best.json").exists()
     assert "trial 1/" in result.stderr and "ETA" in result.stderr
     listed = json.loads(run_scaler("studies", "--json", cwd=tmp_path).stdout)
@@ -679,9 +687,10 @@ def test_workers_split_the_cores_and_never_fewer_than_one():
 
 
 def test_the_first_total_counts_every_trial_that_will_run():
-    """--quick scores 10 candidates, then repeats 5 of them once: the first ETA counts all 15."""
-    assert planned_total(QUICK, 1, (), 0, 5) == 15
-    assert planned_total(QUICK, 2, (0, 1, 2), 3, 3) == 10 + 2 * 5 + 1 + 4 + 3  # phi 1 adds only the family
+    """--quick scores 11 candidates, then repeats 6 of them once: the first ETA counts all 17."""
+    assert planned_total(QUICK, 1, (), 0, 5) == 17
+    assert planned_total(QUICK, 2, (0, 1, 2), 3, 3) == 11 + 2 * 6 + 1 + 4 + 3  # phi 1 adds only the family
+    assert planned_total(replace(QUICK, reference_rules=()), 1, (), 0, 5) == 15
 
 
 @pytest.mark.slow

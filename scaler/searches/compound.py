@@ -56,7 +56,8 @@ def _sampler(recipe: Recipe, worker: int) -> optuna.samplers.BaseSampler:
 
 def open_study(recipe: Recipe, study_name: str, storage: str, worker: int = 0, prune: bool = False) -> optuna.Study:
     """Open or create the study and check its fingerprint."""
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=len(references()) + 1, n_warmup_steps=1) if prune \
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=len(references(rules=recipe.reference_rules)) + 1,
+                                         n_warmup_steps=1) if prune \
         else optuna.pruners.NopPruner()
     study = engine.open_study(study_name, storage, recipe.settings(), recipe.candidates(),
                               sampler=_sampler(recipe, worker), pruner=pruner)
@@ -276,7 +277,7 @@ def check_request(recipe: Recipe, budget: Budget | None, storage: str, study_nam
     proxy = recipe.proxy_network()
     for rule in recipe.stage_scaling:
         for phi in sorted({1.0, *(float(p) for p in validate_phis if p > 0)}):
-            for reference in references():
+            for reference in references(rules=recipe.reference_rules):
                 match = candidate_network(recipe, proxy, replace(reference, phi=phi, stage_scaling=rule))
                 if match.network is None:
                     raise ScalerError(f"proxy: the {reference.kind}-only reference at phi {phi:g} ({rule} stage "
@@ -400,11 +401,12 @@ def _name_winner(study: optuna.Study, result: SearchResult) -> None:
 def planned_total(recipe: Recipe, repeats: int, validate_phis: tuple[float, ...], check_ranks: int,
                   check_top: int) -> int:
     """How many candidates a search command will score in all, before it knows its winner: the recipe's, the
-    repeats of the baseline, the three best compound candidates and the best reference, the family's phis (four
-    rules each), and a rank check's."""
+    repeats of the baseline, the three best compound candidates, the best single-dimension reference and each
+    published rule's, the family's phis (four rules each), and a rank check's."""
     compounds = sum(c.kind == "compound" for c in recipe.candidates()) or (recipe.trials if recipe.sampler == "tpe"
                                                                            else 0)
     family = sum(1 if phi == 1 else 4 for phi in {float(phi) for phi in validate_phis if phi > 0})  # at phi 1,
     # the references are the recipe's own and the family is the winner's network
-    return (recipe.total() + repeats * (2 + min(3, compounds)) + family
+    rules = len(recipe.reference_rules) * len(recipe.stage_scaling)
+    return (recipe.total() + repeats * (2 + min(3, compounds) + rules) + family
             + (min(check_top, compounds) if check_ranks else 0))

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from scaler.baselines import resolve_spec
 from scaler.errors import ScalerError, check_choice, check_int, check_number, read_text
-from scaler.grid import Candidate, compound_grid, references
+from scaler.grid import RULE_REFERENCE_KINDS, Candidate, compound_grid, references
 from scaler.scaling import STAGE_RULES, StageRule, stage_rule
 from scaler.spec import Spec
 from scaler.study.proxy import FLAT_NAMES, QUICK_PROXY, Proxy, split_settings
 
-VERSION = "5"  # bump when a change would make old trials incomparable (5: candidates at equal real FLOPs)
+VERSION = "6"  # bump when a change would make old trials incomparable (5: candidates at equal real FLOPs; 6: rules
+# as references)
 SAMPLERS = ("grid", "tpe")
 SAMPLED_STEP = 0.01  # TPE proposes alpha and beta on this grid: finer than a short proxy can tell apart
 DEFAULT_REPEATS, QUICK_REPEATS = 2, 1  # extra seeds for the deciding candidates (scaler.study.verdict)
@@ -39,6 +40,7 @@ class Recipe:
     trials: int = 20
     stage_scaling: tuple[str, ...] = ("uniform",)  # each rule scores the whole grid (scaler.scaling.StageRule)
     max_resolution: int = 0  # the full-size network's resolution cap; 0: the rule's own (v2: 480 px, uniform: none)
+    reference_rules: tuple[str, ...] = ("fast",)  # published rules trained as references (scaler.grid.rule_reference)
 
     def __post_init__(self) -> None:
         if not isinstance(self.baseline, str) or not self.baseline:
@@ -61,6 +63,15 @@ class Recipe:
             raise ScalerError(f"stage scaling: a rule is named twice in {', '.join(rules)}")
         object.__setattr__(self, "stage_scaling", tuple(rules))
         check_int("max resolution", self.max_resolution, 0)
+        named = self.reference_rules
+        if isinstance(named, str) or not isinstance(named, (tuple, list)):
+            raise ScalerError(f"references: expected a list of rules ({', '.join(RULE_REFERENCE_KINDS)}), got "
+                              f"{named!r}")
+        for name in named:
+            check_choice("references", name, tuple(RULE_REFERENCE_KINDS))
+        if len(set(named)) < len(named):
+            raise ScalerError(f"references: a rule is named twice in {', '.join(named)}")
+        object.__setattr__(self, "reference_rules", tuple(named))
         compound_grid(self.alpha_range, self.beta_range, self.step if self.sampler == "grid" else SAMPLED_STEP)
 
     def to_dict(self) -> dict:
@@ -73,15 +84,17 @@ class Recipe:
         return {k: v for k, v in self.to_dict().items() if k != "trials"} | {"version": VERSION}
 
     def candidates(self) -> tuple[Candidate, ...]:
-        """The queued candidates: the references first (baseline, depth-, width-, resolution-only), then, for the
-        grid sampler, the grid, in a fixed order; all of it for the first stage rule, and for each further rule the
-        grid and the one reference a stage rule changes (depth only)."""
+        """The queued candidates: the references first (baseline, depth-, width-, resolution-only, then the
+        published rules named), then, for the grid sampler, the grid, in a fixed order; all of it for the first
+        stage rule, and for each further rule the grid and the references a stage rule changes (those that grow
+        depth)."""
         grid = compound_grid(self.alpha_range, self.beta_range, self.step) if self.sampler == "grid" else ()
         first, *others = self.stage_scaling
-        chosen = [replace(c, stage_scaling=first) for c in references() + grid]
+        wanted = references(rules=self.reference_rules) + grid
+        chosen = [replace(c, stage_scaling=first) for c in wanted]
         for rule in others:
-            chosen += [replace(c, stage_scaling=rule) for c in references() + grid
-                       if c.kind in ("depth", "compound")]
+            chosen += [replace(c, stage_scaling=rule) for c in wanted
+                       if c.kind == "compound" or (c.kind != "baseline" and c.alpha > 1)]
         return tuple(chosen)
 
     def total(self) -> int:
@@ -142,8 +155,10 @@ def assemble_recipe(quick: bool = False, recipe_file: str | Path | None = None, 
     if quick and recipe_file:
         raise ScalerError("--quick and --recipe: give one of them")
     base = load_recipe(recipe_file) if recipe_file else QUICK if quick else Recipe()
-    if isinstance(options.get("stage_scaling"), str):
-        options["stage_scaling"] = tuple(part.strip() for part in options["stage_scaling"].split(","))
+    for name in ("stage_scaling", "reference_rules"):  # comma-separated on the command line
+        if isinstance(options.get(name), str):
+            parts = tuple(part.strip() for part in options[name].split(","))
+            options[name] = () if parts == ("none",) else parts
     return recipe_from_dict({k: v for k, v in options.items() if v is not None}, base, "options")
 
 

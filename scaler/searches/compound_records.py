@@ -133,6 +133,7 @@ def study_total(study: optuna.Study) -> int:
 def stored_recipe(study: optuna.Study) -> Recipe:
     """The recipe a study was made with (from its user attributes)."""
     settings = {k: v for k, v in study.user_attrs.get("recipe", {}).items() if k != "version"}
+    settings.setdefault("reference_rules", [])  # a study made before published rules were references has none
     recipe = recipe_from_dict(settings, where=f"study {study.study_name}")
     return replace(recipe, trials=study.user_attrs.get("trials", recipe.trials))
 

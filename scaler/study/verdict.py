@@ -1,5 +1,6 @@
 """A compound study's answer and how sure it is: the winner by mean top-1 over its seeds, the seed noise, the
-winner against the runner-up and the best single-dimension reference (scaler.confidence's test), and whether a
+winner against the runner-up, the best single-dimension reference and each published rule trained as a reference
+(scaler.confidence's test), and whether a
 longer proxy ranks the candidates alike. Also which candidates deserve more seeds, or a longer proxy.
 
 A candidate here is (kind, alpha, beta, gamma, stage_scaling); the records are a compound search's
@@ -19,6 +20,7 @@ from scaler.grid import Candidate
 TEST = ("one-sided paired t-test at 95 % on the per-seed differences (seeds are common random numbers); the "
         "two-sample t-test with the pooled seed noise where two candidates share fewer than two seeds")
 SINGLE_DIMENSIONS = ("depth", "width", "resolution")
+RULE_KINDS = {"fast": "the fast rule (dWr)", "paper": "the paper's compound rule"}  # published rules as references
 LOW_TAU = 0.5  # below this, a short proxy ranks candidates unlike a longer training
 
 
@@ -73,6 +75,7 @@ class Verdict:
     test: str = TEST
     winner: Standing | None = None
     difference_noise: Noise | None = None
+    rules: tuple[Rival, ...] = ()  # the winner against each published rule trained as a reference
 
     def to_dict(self) -> dict:
         data = {"noise": None if self.noise is None else asdict(self.noise), "test": self.test,
@@ -81,7 +84,8 @@ class Verdict:
         for name in ("runner_up", "best_reference"):
             if getattr(self, name) is not None:
                 data[name] = asdict(getattr(self, name))
-        return data | {"ranks": None if self.ranks is None else asdict(self.ranks)}
+        return data | {"ranks": None if self.ranks is None else asdict(self.ranks),
+                       "rules": [asdict(rival) for rival in self.rules]}
 
 
 def candidate_key(record) -> tuple:
@@ -120,7 +124,8 @@ def standing(by_seed: dict[int, float], noise: Noise | None) -> Standing:
     return Standing(statistics.fmean(by_seed.values()), n, None if noise is None else noise.std / math.sqrt(n))
 
 
-def _message(winner: tuple, compounds: list[tuple], seeds: dict, noise: Noise, reference: Rival | None) -> str:
+def _message(winner: tuple, compounds: list[tuple], seeds: dict, noise: Noise, reference: Rival | None,
+             rules: tuple[Rival, ...]) -> str:
     tied = [k for k in compounds[1:] if not compare_seeds(seeds[winner], seeds[k], noise).significant]
     several_rules = len({k[4] for k in compounds}) > 1  # then every point names its stage rule
 
@@ -137,6 +142,9 @@ def _message(winner: tuple, compounds: list[tuple], seeds: dict, noise: Noise, r
     if reference is not None:
         message += (f"; it {'beats' if reference.significant else 'does not beat'} the best single-dimension "
                     f"reference ({reference.kind}-only) by more than the noise")
+    for rival in rules:
+        message += (f"; it {'beats' if rival.significant else 'does not beat'} {RULE_KINDS[rival.kind]} by more "
+                    f"than the noise (difference {rival.difference:+.3f})")
     return message
 
 
@@ -159,16 +167,20 @@ def judge(trials: tuple):
     references = _by_mean(found, SINGLE_DIMENSIONS)
     rivals = [_rival(k, compare_seeds(seeds[winner], seeds[k], noise)) if k else None
               for k in (compounds[1] if len(compounds) > 1 else None, references[0] if references else None)]
-    return best, Verdict(noise, _message(winner, compounds, seeds, noise, rivals[1]), *rivals, ranks,
-                         winner=standing(seeds[winner], noise), difference_noise=difference_noise(seeds))
+    rules = tuple(_rival(k, compare_seeds(seeds[winner], seeds[k], noise)) for k in _by_mean(found, tuple(RULE_KINDS))
+                  if k[4] == winner[4])  # each published rule under the winner's stage rule
+    return best, Verdict(noise, _message(winner, compounds, seeds, noise, rivals[1], rules), *rivals, ranks,
+                         winner=standing(seeds[winner], noise), difference_noise=difference_noise(seeds),
+                         rules=rules)
 
 
 def repeat_candidates(trials: tuple, repeats: int, top: int = 3) -> tuple[Candidate, ...]:
-    """The baseline, the `top` best compound candidates and the best single-dimension reference, each to be
-    trained `repeats` more times with other seeds: the seed noise, where it matters for the answer."""
+    """The baseline, the `top` best compound candidates, the best single-dimension reference and each published
+    rule, each to be trained `repeats` more times with other seeds: the seed noise, where it matters for the
+    answer, and paired comparisons with every rule the answer is compared with."""
     found = scores(tuple(t for t in trials if t.repeat == 0))
     chosen = _by_mean(found, ("baseline",)) + _by_mean(found, ("compound",))[:top] + \
-        _by_mean(found, SINGLE_DIMENSIONS)[:1]
+        _by_mean(found, SINGLE_DIMENSIONS)[:1] + _by_mean(found, tuple(RULE_KINDS))
     return tuple(Candidate(alpha, beta, gamma, kind, 1.0, r, stage_scaling=rule)
                  for kind, alpha, beta, gamma, rule in chosen for r in range(1, repeats + 1))
 
