@@ -182,7 +182,8 @@ def test_a_quick_study_with_repeats_measures_the_noise(tmp_path):
     result = search(TINY, None, "r", f"sqlite:///{tmp_path}/r.db", device="cpu", repeats=1)
     repeated = [t for t in result.trials if t.repeat == 1]
     kinds = sorted(t.kind for t in repeated)
-    assert kinds[0] == "baseline" and kinds.count("compound") == 2 and len(kinds) == 4  # 2 compound in TINY
+    # the baseline, TINY's 2 compound candidates, the best single-dimension reference and the fast rule
+    assert kinds[0] == "baseline" and kinds.count("compound") == 2 and "fast" in kinds and len(kinds) == 5
     assert result.verdict.noise.dof >= 2 and result.verdict.test.startswith("one-sided")
     stored = optuna.load_study(study_name="r", storage=f"sqlite:///{tmp_path}/r.db").user_attrs["seed_noise"]
     assert stored == asdict(result.verdict.noise)
