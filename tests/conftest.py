@@ -1,11 +1,12 @@
 """Shared fixtures: a real PostgreSQL server (Debian's `postgresql` package) started on 127.0.0.1 for the tests
-that share a study between workers, one fresh database per test."""
+that share a study between workers, one fresh database per test; and one quick study trained for the session."""
 
 import glob
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -83,3 +84,13 @@ def new_database(server: PostgresServer) -> str:
 def postgres_url(postgres_server):
     """A new, empty database on the test server, as an Optuna storage URL."""
     return new_database(postgres_server)
+
+
+@pytest.fixture(scope="session")
+def quick_study(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`scaler search --quick --budget-gflops 4 --json` run once for the whole session, in a folder of its own (the
+    longest training of the suite: the end-to-end test and the README's commands read the same finished study)."""
+    folder = tmp_path_factory.mktemp("quick")
+    done = subprocess.run([sys.executable, "-m", "scaler", "search", "--quick", "--budget-gflops", "4", "--json"],
+                          cwd=folder, capture_output=True, text=True, timeout=900)
+    return folder, done

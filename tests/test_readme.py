@@ -25,14 +25,19 @@ def test_readme_documents_every_command():
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(tmp_path_factory, quick_study):
     """One folder for all the commands, in README order (`scaler studies show quick` reads what the search made):
-    as the repository root, but writing any output into a temporary folder."""
+    as the repository root, but writing any output into a temporary folder. The quick study is the session's
+    (the same command, trained once): `scaler search --quick --budget-gflops 4` here resumes it finished and
+    reports it, as it does for a user who runs it twice."""
     folder = tmp_path_factory.mktemp("readme")
     (folder / "examples").symlink_to(README.parent / "examples")
     (folder / "studies").mkdir()
     for recipe in (README.parent / "studies").glob("*.toml"):
         shutil.copy(recipe, folder / "studies")
+    trained, done = quick_study
+    assert done.returncode == 0, done.stderr[-2000:]
+    shutil.copy(trained / "studies" / "quick.db", folder / "studies" / "quick.db")
     return folder
 
 

@@ -540,9 +540,9 @@ def test_a_recipe_with_an_error_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_quick_search_command_end_to_end(tmp_path):
+def test_quick_search_command_end_to_end(quick_study):
     # The default device, auto, is the CPU here.
-    result = run_scaler("search", "--quick", "--budget-gflops", "4", "--json", cwd=tmp_path)
+    folder, result = quick_study
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout)
     assert {"best", "phi", "final", "trials"} <= set(out)
@@ -558,13 +558,13 @@ def test_quick_search_command_end_to_end(tmp_path):
     (rival,) = out["confidence"]["rules"]
     assert rival["kind"] == "fast" and rival["paired"]
     assert "the fast rule (dWr)" in out["confidence"]["message"]
-    assert (tmp_path / "studies" / "quick.db").exists() and (tmp_path / "studies" / "quick-best.json").exists()
+    assert (folder / "studies" / "quick.db").exists() and (folder / "studies" / "quick-best.json").exists()
     assert "trial 1/" in result.stderr and "ETA" in result.stderr
-    listed = json.loads(run_scaler("studies", "--json", cwd=tmp_path).stdout)
+    listed = json.loads(run_scaler("studies", "--json", cwd=folder).stdout)
     assert [(s["name"], s["complete"], s["total"]) for s in listed] == [("quick", len(out["trials"]),
                                                                           len(out["trials"]))]
-    assert "seed noise: top-1 std" in run_scaler("search", "--quick", cwd=tmp_path).stdout  # resumed, reported
-    shown = run_scaler("studies", "show", "quick", cwd=tmp_path)
+    assert "seed noise: top-1 std" in run_scaler("search", "--quick", cwd=folder).stdout  # resumed, reported
+    shown = run_scaler("studies", "show", "quick", cwd=folder)
     assert shown.returncode == 0 and "resolution" in shown.stdout and "best: alpha=" in shown.stdout
 
 
