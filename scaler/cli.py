@@ -20,8 +20,8 @@ from scaler.cli_shared import PROGRESSIVE_OPTION, THREADS_OPTION, emit, numbers,
 from scaler.cli_studies import (baseline_search_command, plot_command, report_command, search_command,
                                 studies_command)
 from scaler.errors import ScalerError
-from scaler.rules import RULE_NAMES, grow, named_rule
 from scaler.estimator import OPTIMIZER_STATES, PRECISIONS, estimate
+from scaler.rules import RULE_NAMES, grow, named_rule
 from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, STAGE_RULES, multipliers, stage_rule
 from scaler.spec import save_spec, to_dict
 

@@ -21,7 +21,8 @@ from scaler.scaling import compound, stage_rule
 from scaler.spec import Spec
 
 KINDS = ("compound", "baseline", "depth", "width", "resolution", "fast", "paper", "family")
-# Published rules a study may train as references (`--references`), and the kind their trials carry.
+# Published rules a study may train as references (`--references`), and the kind their trials carry (a
+# single-dimension rule's kind is its name).
 RULE_REFERENCE_KINDS = {"fast": "fast", "compound": "paper"}
 
 
@@ -72,26 +73,19 @@ def compound_grid(alpha_range: tuple[float, float] = (1.0, 1.4), beta_range: tup
 
 def references(target: float = 2.0, rules: tuple[str, ...] = ()) -> tuple[Candidate, ...]:
     """The unscaled baseline, and depth-only, width-only and resolution-only scaling to the same nominal FLOPs;
-    then each published rule named in `rules` (`rule_reference`)."""
-    root = round(math.sqrt(target), 10)
-    return (
-        Candidate(1.0, 1.0, 1.0, "baseline"),
-        Candidate(float(target), 1.0, 1.0, "depth"),
-        Candidate(1.0, root, 1.0, "width"),
-        Candidate(1.0, 1.0, root, "resolution"),
-    ) + tuple(rule_reference(name, target) for name in rules)
+    then each published rule named in `rules`: every one a rule of scaler.rules (`rule_reference`)."""
+    return (Candidate(1.0, 1.0, 1.0, "baseline"),) + tuple(
+        rule_reference(name, target) for name in ("depth", "width", "resolution", *rules))
 
 
 def rule_reference(name: str, target: float = 2.0) -> Candidate:
-    """A published rule (scaler.rules) as a reference at phi = 1: its coefficients raised to the power that makes
+    """A scaling rule (scaler.rules) as a reference at phi = 1: its coefficients raised to the power that makes
     its nominal FLOPs growth `target`, the same rule at another phi (the paper's (1.2, 1.1, 1.15) grows 1.92x per
     unit of phi; at 2x it is its own phi 1.06). Trained at equal real cost like every candidate."""
-    if name not in RULE_REFERENCE_KINDS:
-        raise ScalerError(f"references: unknown rule {name!r}; choose from {', '.join(RULE_REFERENCE_KINDS)}")
     rule = named_rule(name)
     power = math.log(target) / math.log(rule.growth)
     alpha, beta, gamma = (round(c ** power, 10) for c in rule.coefficients)
-    return Candidate(alpha, beta, gamma, RULE_REFERENCE_KINDS[name])
+    return Candidate(alpha, beta, gamma, RULE_REFERENCE_KINDS.get(name, name))
 
 
 def family_candidates(alpha: float, beta: float, gamma: float, phis: tuple[float, ...],

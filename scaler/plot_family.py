@@ -61,8 +61,8 @@ def family_data(baseline, rules: dict[str, tuple[float, float, float]] | None = 
     phis = phis or tuple(i / 4 for i in range(0, 25))
     curves = []
     for label, (alpha, beta, gamma) in rules.items():
-        costs = [estimate(compound(base, alpha, beta, gamma, phi, rule=stage_rule), batch_size=batch_size)
-                 for phi in phis]
+        networks = {phi: compound(base, alpha, beta, gamma, phi, rule=stage_rule) for phi in phis}
+        costs = [estimate(network, batch_size=batch_size) for network in networks.values()]
         budget_phi, budget_note = None, None
         if budget is not None:
             try:
@@ -70,8 +70,7 @@ def family_data(baseline, rules: dict[str, tuple[float, float, float]] | None = 
             except ScalerError as error:  # below the smallest network the rule makes, or past MAX_PHI
                 budget_note = str(error)
         latency_phis = tuple(phi for phi in phis if phi == int(phi)) if latency_device is not None else ()
-        latency = tuple(_latency(compound(base, alpha, beta, gamma, phi, rule=stage_rule), latency_device)
-                        for phi in latency_phis)
+        latency = tuple(_latency(networks[phi], latency_device) for phi in latency_phis)
         curves.append(FamilyCurve(label, alpha, beta, gamma, tuple(phis), tuple(c.macs for c in costs),
                                   tuple(c.params for c in costs), tuple(c.activations for c in costs),
                                   tuple(c.peak_training_memory_bytes for c in costs), budget_phi,
