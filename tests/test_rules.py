@@ -142,6 +142,8 @@ def test_scale_phi_alone_is_still_the_papers_compound_scaling():
     (["scale", "--rule", "resolution", "--flops-ratio", "16", "--stage-scaling", "v2"], "capped at 480 px"),
     (["scale", "--flops-ratio", "-2"], "flops ratio"),
     (["plot", "--family", "--rules", "compound,tiny", "-o", "x.png"], "unknown rule 'tiny'"),
+    (["search", "--quick", "--plan", "--references", "fast,resnet-rs"], "references: must be one of"),
+    (["search", "--quick", "--plan", "--references", "fast,fast"], "references: a rule is named twice"),
 ])
 def test_bad_rule_input_is_one_line_and_exit_status_2(args, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
