@@ -68,3 +68,23 @@ def test_other_sizes_render_the_same_scenes():
     assert small.shape[-1] == 32 and torch.equal(labels, small_labels)
     down = F.interpolate(native.float(), size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
     assert float((down - small.float()).abs().mean()) < 8
+
+
+def test_gratings_fill_the_squares_and_never_the_disc():
+    """The texture attribute lives on the squares; the disc stays a clean plain shape to find (its interior moves
+    only by pixel noise and shading), and a grating square's interior swings by its contrast."""
+    scene = synthetic._draw_chunk(0, 0)
+    images, labels = synthetic._render_chunk(0, 0, synthetic.NATIVE_RESOLUTION)
+    coords = (torch.arange(synthetic.NATIVE_RESOLUTION) + 0.5) / synthetic.NATIVE_RESOLUTION
+
+    def interior_std(i, k):
+        inside = ((coords[None, :] - scene.cx[i, k]).abs() < 0.5 * scene.radius[i, k]) & \
+                 ((coords[:, None] - scene.cy[i, k]).abs() < 0.5 * scene.radius[i, k])
+        return float(images[i][:, inside].std(dim=1).mean())
+
+    grating = [i for i in range(len(labels)) if not scene.plain[i]]
+    plain = [i for i in range(len(labels)) if scene.plain[i]]
+    assert grating and plain
+    assert max(interior_std(i, 0) for i in range(len(labels))) < 0.05
+    assert min(interior_std(i, 1) for i in grating) > 0.08
+    assert max(interior_std(i, 1) for i in plain) < 0.05

@@ -13,7 +13,8 @@ from scaler.scaling import round_channels
 from scaler.spec import Spec, Stage
 from scaler.study.proxy import QUICK_PROXY, Proxy, split_settings
 
-VERSION = "4"  # bump when a change would make old trials incomparable (4: proxy channels to multiples of 2)
+VERSION = "5"  # bump when a change would make old trials incomparable (4: proxy channels to multiples of 2; 5: the
+# synthetic set's salient gratings on the squares only, objects of 0.05 to 0.14)
 BLOCKS = ("mbconv", "fused_mbconv")
 KERNELS = (3, 5)
 EXPANSIONS = (1, 4, 6)
