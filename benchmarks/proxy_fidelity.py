@@ -59,21 +59,33 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(doc: str, candidates: int, seeds: int) -> argparse.ArgumentParser:
+    """The options every proxy benchmark takes: the recipe, how many candidates and seeds, the device, threads."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--recipe", default="default", help="default, quick or a recipe file")
-    parser.add_argument("--candidates", type=int, default=12)
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--longer", type=int, default=4, help="the long proxy trains this many times the epochs")
+    parser.add_argument("--candidates", type=int, default=candidates)
+    parser.add_argument("--seeds", type=int, default=seeds)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int)
-    args = parser.parse_args()
+    return parser
+
+
+def prepared(args: argparse.Namespace):
+    """The recipe, the device (with the threads set) and the recipe's data on it."""
     recipe = {"default": Recipe(), "quick": QUICK}.get(args.recipe) or load_recipe(args.recipe)
     use_threads(thread_share(args.threads))
     device = resolve_device(args.device)
     p = recipe.proxy
+    return recipe, device, load_data(p.data, p.train_size, p.val_size, p.seed, device)
+
+
+def main() -> None:
+    parser = arguments(__doc__, candidates=12, seeds=2)
+    parser.add_argument("--longer", type=int, default=4, help="the long proxy trains this many times the epochs")
+    args = parser.parse_args()
+    recipe, device, data = prepared(args)
+    p = recipe.proxy
     proxy = recipe.proxy_network()
-    data = load_data(p.data, p.train_size, p.val_size, p.seed, device)
     candidates = chosen_candidates(recipe, args.candidates)
     started = time.perf_counter()
     short: dict[str, dict[int, float]] = {}
