@@ -35,7 +35,7 @@ class Proxy:
     depth: float = 0.5
     batch_size: int = 64
     train_size: int = 5000
-    val_size: int = 2000  # scoring 1,000 images (noise about 0.01 top-1 at 0.9) used a fifth of the 0.02 goal's variance
+    val_size: int = 2000  # 1,000 (noise about 0.01 top-1 at 0.9) took a fifth of the 0.02 goal's variance
     seed: int = 0
     progressive: int = 0  # K >= 2: progressive learning in K stages (scaler.training); 0: off
 
