@@ -31,7 +31,7 @@ from scaler.data import load_data
 from scaler.device import resolve_device, thread_share, use_threads
 from scaler.estimator import estimate
 from scaler.grid import Candidate
-from scaler.searches.compound import candidate_network
+from scaler.searches.compound import candidate_network, network_key
 from scaler.searches.compound_recipe import QUICK, Recipe, load_recipe
 from scaler.training import train
 
@@ -49,6 +49,24 @@ def chosen_candidates(recipe: Recipe, count: int) -> list[Candidate]:
 
 def label(c: Candidate) -> str:
     return c.kind if c.kind != "compound" else f"({c.alpha:g}, {c.beta:g}, {c.gamma:.3f})"
+
+
+def distinct_networks(recipe: Recipe, candidates: list[Candidate]):
+    """(label, equal-cost match) of each candidate whose network no earlier one has: one network counted twice
+    would understate the seed noise and pad Kendall's tau. Skipped candidates are said, with why."""
+    proxy = recipe.proxy_network()
+    seen: dict[str, str] = {}
+    for c in candidates:
+        match = candidate_network(recipe, proxy, c)
+        if match.network is None:
+            print(f"skipped {label(c)}: {match.reason}")
+            continue
+        key = network_key(match.network)
+        if key in seen:
+            print(f"skipped {label(c)}: the same network as {seen[key]}")
+            continue
+        seen[key] = label(c)
+        yield label(c), match
 
 
 def cpu_model() -> str:
@@ -85,26 +103,20 @@ def main() -> None:
     args = parser.parse_args()
     recipe, device, data = prepared(args)
     p = recipe.proxy
-    proxy = recipe.proxy_network()
-    candidates = chosen_candidates(recipe, args.candidates)
     started = time.perf_counter()
     short: dict[str, dict[int, float]] = {}
     long: dict[str, dict[int, float]] = {}
     costs = {}
-    for c in candidates:
-        match = candidate_network(recipe, proxy, c)
-        if match.network is None:
-            print(f"skipped {label(c)}: {match.reason}")
-            continue
+    for name, match in distinct_networks(recipe, chosen_candidates(recipe, args.candidates)):
         e = estimate(match.network)
-        costs[label(c)] = (e.params, e.activations, match.flops_ratio)
+        costs[name] = (e.params, e.activations, match.flops_ratio)
         for seed in range(args.seeds):
             for scores, epochs in ((short, p.epochs), (long, p.epochs * args.longer)):
                 result = train(match.network, data, epochs=epochs, batch_size=p.batch_size, device=device,
                                seed=p.seed + seed, progressive=p.progressive)
-                scores.setdefault(label(c), {})[seed] = result.top1
-        print(f"{label(c)}: short {statistics.mean(short[label(c)].values()):.3f}, long "
-              f"{statistics.mean(long[label(c)].values()):.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
+                scores.setdefault(name, {})[seed] = result.top1
+        print(f"{name}: short {statistics.mean(short[name].values()):.3f}, long "
+              f"{statistics.mean(long[name].values()):.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
     names = list(short)
     short_means = [statistics.mean(short[n].values()) for n in names]
     long_means = [statistics.mean(long[n].values()) for n in names]

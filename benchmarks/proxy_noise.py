@@ -21,10 +21,9 @@ import time
 from datetime import date
 
 import torch
-from proxy_fidelity import arguments, chosen_candidates, cpu_model, label, prepared
+from proxy_fidelity import arguments, chosen_candidates, cpu_model, distinct_networks, prepared
 
 from scaler.confidence import difference_noise, seed_noise
-from scaler.searches.compound import candidate_network, network_key
 from scaler.training import train
 
 
@@ -32,24 +31,14 @@ def main() -> None:
     args = arguments(__doc__, candidates=6, seeds=3).parse_args()
     recipe, device, data = prepared(args)
     p = recipe.proxy
-    proxy = recipe.proxy_network()
     started = time.perf_counter()
     runs: dict[str, dict[int, float]] = {}
-    trained: dict[str, str] = {}
-    for c in chosen_candidates(recipe, args.candidates):
-        match = candidate_network(recipe, proxy, c)
-        if match.network is None:
-            print(f"skipped {label(c)}: {match.reason}")
-            continue
-        if network_key(match.network) in trained:  # one network counted twice would understate the noise
-            print(f"skipped {label(c)}: the same network as {trained[network_key(match.network)]}")
-            continue
-        trained[network_key(match.network)] = label(c)
+    for name, match in distinct_networks(recipe, chosen_candidates(recipe, args.candidates)):
         for seed in range(args.seeds):
             result = train(match.network, data, epochs=p.epochs, batch_size=p.batch_size, device=device,
                            seed=p.seed + seed, progressive=p.progressive)
-            runs.setdefault(label(c), {})[seed] = result.top1
-        print(f"{label(c)}: {' '.join(f'{v:.3f}' for v in runs[label(c)].values())} "
+            runs.setdefault(name, {})[seed] = result.top1
+        print(f"{name}: {' '.join(f'{v:.3f}' for v in runs[name].values())} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
     noise = seed_noise({name: list(scores.values()) for name, scores in runs.items()})
     paired = difference_noise(runs)
