@@ -187,7 +187,14 @@ def test_the_winner_by_its_mean_is_the_answer_everywhere(tmp_path, capsys):
     data = plot_data(result)
     assert data.means[[t.number for t in data.scored].index(best.number)] == pytest.approx(winner.mean)
     assert dict(data.curves)["found family"][1][2] == pytest.approx(winner.mean)  # phi 1: the winner, at its mean
-    assert shown.replace("top-1 ", "") in report_study("w", storage, tmp_path / "report").read_text()
+    text = report_study("w", storage, tmp_path / "report").read_text()
+    assert shown.replace("top-1 ", "") in text
+    # The references beside it by their means too (the baseline is repeated: two seeds), and the difference of
+    # the means.
+    baseline = [t.top1 for t in result.trials if t.kind == "baseline"]
+    mean = sum(baseline) / 2
+    assert f"- baseline: top-1 {mean:.3f} ± {winner.standard_error:.3f} (mean of 2 seeds)" in text
+    assert f"({winner.mean - mean:+.3f} for the winner)" in text
 
 
 @pytest.mark.slow
@@ -337,14 +344,64 @@ def test_tpe_proposes_feasible_candidates_and_resumes_to_more_trials(tmp_path):
         assert t.alpha * t.beta**2 * t.gamma**2 == pytest.approx(2.0)
     study = optuna.load_study(study_name="t", storage=storage)
     assert count_proposed(study, recipe) == 3
-    # TPE models alpha and beta together although the references carry no parameters.
-    assert {"alpha", "beta"} <= set(_sampler(recipe, 0).infer_relative_search_space(study, study.trials[-1]))
+    # Every trial of a TPE study, references and proposals alike, records alpha, beta and gamma over one range
+    # each, so optuna-dashboard's parameter plots show the whole study.
+    listed = [t for t in study.trials if t.user_attrs.get("failure_kind") not in ("surplus", "infeasible")]
+    assert len(listed) >= 8 and {t.user_attrs["kind"] for t in listed} >= {"baseline", "depth", "compound"}
+    assert all(t.params == {k: t.user_attrs[k] for k in ("alpha", "beta", "gamma")} for t in listed)
+    assert len({repr(t.distributions) for t in listed}) == 1
     search(recipe, None, "t", storage, device="cpu")
     assert count_proposed(optuna.load_study(study_name="t", storage=storage), recipe) == 3
     search(replace(recipe, trials=5), None, "t", storage, device="cpu")
     assert count_proposed(optuna.load_study(study_name="t", storage=storage), recipe) == 5
     keys = completed("t", storage)
     assert len(keys) == len(set(keys))
+
+
+def _tpe_study_with(recipe, proposals, reference_score):
+    """An in-memory TPE study holding `proposals` ((alpha, beta, top-1) each, recorded as the search records them)
+    and the recipe's references, every one scoring `reference_score`."""
+    study = optuna.create_study(direction="maximize", sampler=_sampler(recipe, 0))
+    ranges = compound_module.parameter_ranges(recipe)
+    for c in recipe.candidates():
+        study.add_trial(optuna.trial.create_trial(
+            value=reference_score, params={"alpha": c.alpha, "beta": c.beta, "gamma": c.gamma},
+            distributions=ranges, user_attrs={"kind": c.kind}))
+    for alpha, beta, top1 in proposals:
+        gamma = compound_module.proposal_gamma(alpha, beta)
+        study.add_trial(optuna.trial.create_trial(
+            value=top1, params={"alpha": alpha, "beta": beta, "gamma": gamma}, distributions=ranges,
+            user_attrs={"kind": "compound", "alpha": alpha, "beta": beta, "gamma": gamma, "sampled": True}))
+    return study
+
+
+def test_tpe_models_its_proposals_alone_and_records_every_parameter():
+    """TPE's model is the proposals', not the references' (which lie outside the ranges, alpha 2 for depth-only):
+    however the references scored, the next proposal is the same, on the step grid, with its gamma derived and
+    every parameter recorded over the study's one set of ranges."""
+    recipe = replace(TINY, sampler="tpe", trials=20, alpha_range=(1.0, 1.4), beta_range=(1.0, 1.2))
+    proposals = [(round(1.0 + 0.03 * i, 2), round(1.0 + 0.01 * i, 2), 0.5 + 0.02 * i) for i in range(12)]
+    proposed = []
+    for reference_score in (0.01, 0.99):
+        study = _tpe_study_with(recipe, proposals, reference_score)
+        trial = study.ask()
+        attrs = CompoundSearch(study, recipe, "cpu")._propose(trial)
+        proposed.append(attrs)
+        assert 1.0 <= attrs["alpha"] <= 1.4 and 1.0 <= attrs["beta"] <= 1.2 and attrs["sampled"]
+        assert round(attrs["alpha"], 2) == attrs["alpha"] and round(attrs["beta"], 2) == attrs["beta"]
+        assert attrs["alpha"] * attrs["beta"] ** 2 * attrs["gamma"] ** 2 == pytest.approx(2.0)
+        frozen = study.trials[-1]
+        assert frozen.params == {k: attrs[k] for k in ("alpha", "beta", "gamma")}
+        assert frozen.distributions == study.trials[0].distributions == compound_module.parameter_ranges(recipe)
+    assert proposed[0] == proposed[1]
+    # The model is TPE's own, not a random draw: it proposes near the best proposals (the last ones, high alpha).
+    near = [_propose_next(recipe, proposals, number) for number in range(5)]
+    assert all(a["alpha"] >= 1.25 for a in near), near
+
+
+def _propose_next(recipe, proposals, extra):
+    study = _tpe_study_with(recipe, proposals + [(1.0, 1.0, 0.1)] * extra, 0.5)
+    return CompoundSearch(study, recipe, "cpu")._propose(study.ask())
 
 
 @pytest.mark.slow

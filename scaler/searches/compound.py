@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import asdict, replace
 from functools import partial
 
+import numpy
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
@@ -43,14 +44,79 @@ from scaler.study.verdict import judge, rank_candidates, repeat_candidates
 TrialEnded = Callable[[TrialRecord, int, int], None]  # (the trial that ended, candidates done, candidates in all)
 
 
+def proposal_gamma(alpha: float, beta: float) -> float | None:
+    """The gamma that puts a proposal on alpha * beta^2 * gamma^2 = 2; None where alpha * beta^2 > 2 leaves
+    gamma below 1 (an infeasible proposal)."""
+    gamma = math.sqrt(2.0 / (alpha * beta * beta))
+    return round(max(1.0, gamma), 10) if gamma >= 1 - 1e-12 else None
+
+
+def parameter_ranges(recipe: Recipe) -> dict[str, optuna.distributions.BaseDistribution]:
+    """What every trial records alpha, beta and gamma (and the stage rule, when there is a choice) over: one range
+    each that holds every candidate the study can train (the references', the grid's, TPE's proposals'), so that
+    optuna-dashboard's parameter plots show the whole study under one set of distributions."""
+    candidates = recipe.candidates()
+    highs = {name: max(getattr(c, name) for c in candidates) for name in ("alpha", "beta", "gamma")}
+    if recipe.sampler == "tpe":
+        (alpha_low, alpha_high), (beta_low, beta_high) = recipe.alpha_range, recipe.beta_range
+        highs = {"alpha": max(highs["alpha"], alpha_high), "beta": max(highs["beta"], beta_high),
+                 "gamma": max(highs["gamma"], proposal_gamma(alpha_low, beta_low) or 1.0)}
+    ranges = {name: optuna.distributions.FloatDistribution(1.0, high) for name, high in highs.items()}
+    if len(recipe.stage_scaling) > 1:
+        ranges["stage_scaling"] = optuna.distributions.CategoricalDistribution(recipe.stage_scaling)
+    return ranges
+
+
+class ProposalSampler(optuna.samplers.BaseSampler):
+    """TPE over the recipe's alpha and beta ranges (and the stage rules), modelled on the study's earlier
+    proposals alone; gamma follows from alpha and beta. The references and the later trainings (repeats, the
+    longer proxy, the family) lie outside those ranges or score another thing, so each proposal's model is an
+    in-memory study of the proposals only, while the study records every trial over `parameter_ranges`."""
+
+    def __init__(self, recipe: Recipe, worker: int):
+        self.seed, self.worker = recipe.proxy.seed, worker
+        self.searched: dict[str, optuna.distributions.BaseDistribution] = {
+            name: optuna.distributions.FloatDistribution(*getattr(recipe, f"{name}_range"), step=SAMPLED_STEP)
+            for name in ("alpha", "beta")}
+        if len(recipe.stage_scaling) > 1:
+            self.searched["stage_scaling"] = optuna.distributions.CategoricalDistribution(recipe.stage_scaling)
+        self.gamma = parameter_ranges(recipe)["gamma"]
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict:
+        return self.searched | {"gamma": self.gamma}  # gamma proposed too, as it follows from alpha and beta
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict) -> dict:
+        if not search_space:
+            return {}
+        # Each proposal its own seed (the worker's and the trial's number): a resumed study proposes afresh.
+        seed = int(numpy.random.SeedSequence([self.seed, self.worker, trial.number]).generate_state(1)[0])
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per proposal for the model's study
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                model = optuna.create_study(directions=study.directions,
+                                            sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True))
+        finally:
+            optuna.logging.set_verbosity(verbosity)
+        model.add_trials([optuna.trial.create_trial(
+            state=t.state, values=t.values, intermediate_values=t.intermediate_values,
+            params={name: t.params[name] for name in self.searched}, distributions=self.searched)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+            if t.user_attrs.get("sampled") and self.searched.keys() <= t.params.keys()])
+        proposal = {name: round(value, 10) if isinstance(value, float) else value
+                    for name, value in model.ask(self.searched).params.items()}
+        gamma = proposal_gamma(proposal["alpha"], proposal["beta"])
+        return proposal | ({"gamma": gamma} if gamma is not None else {})
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: optuna.distributions.BaseDistribution):
+        raise RuntimeError(f"{param_name!r} is not a parameter the proposals have")  # a bug, never bad input
+
+
 def _sampler(recipe: Recipe, worker: int) -> optuna.samplers.BaseSampler:
     if recipe.sampler == "tpe":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # Each worker its own seed, or parallel workers would propose the same candidates. group: the
-            # references carry no parameters, and multivariate TPE alone models only the parameters every
-            # finished trial shares (none, so it fell back to sampling alpha and beta independently).
-            return optuna.samplers.TPESampler(seed=recipe.proxy.seed + worker, multivariate=True, group=True)
+        return ProposalSampler(recipe, worker)
     return optuna.samplers.RandomSampler(seed=recipe.proxy.seed + worker)  # never asked: every grid trial is queued
 
 
@@ -76,8 +142,7 @@ class CompoundSearch(engine.Search):
         self.proxy = recipe.proxy_network()
         self.base_macs = estimate(self.proxy).macs
         self.data = None
-        candidates = recipe.candidates()
-        self.grid_highs = {name: max(getattr(c, name) for c in candidates) for name in ("alpha", "beta", "gamma")}
+        self.ranges = parameter_ranges(recipe)
 
     def key_of(self, params: dict, attrs: dict) -> Hashable | None:
         return candidate_key(attrs)
@@ -92,20 +157,10 @@ class CompoundSearch(engine.Search):
         attrs = {k: trial.user_attrs[k] for k in names if k in trial.user_attrs}
         return self._params(attrs), attrs
 
-    def _parameters(self, kind: str) -> dict[str, dict]:
-        """The float parameters a trial of `kind` carries, as suggest_float's arguments (the stage rule, when there
-        is a choice, beside them). A grid study samples nothing, so every trial carries alpha, beta and gamma over
-        ranges that hold every candidate, and optuna-dashboard's parameter plots show the whole study. TPE
-        searches alpha and beta over the recipe's ranges and models the distributions its trials share: only its
-        proposals carry them (a reference's alpha of 2 lies outside those ranges)."""
-        if self.recipe.sampler == "grid":
-            return {name: {"low": 1.0, "high": high} for name, high in self.grid_highs.items()}
-        return {name: self._distribution(name) for name in ("alpha", "beta")} if kind == "compound" else {}
-
     def _params(self, attrs: dict) -> dict:
-        """A candidate as the sampler's parameters (`_parameters`), with its stage rule."""
-        params = {name: attrs[name] for name in self._parameters(attrs["kind"])}
-        if params and len(self.recipe.stage_scaling) > 1:
+        """A candidate as the parameters every trial records (`parameter_ranges`)."""
+        params = {name: attrs[name] for name in ("alpha", "beta", "gamma")}
+        if "stage_scaling" in self.ranges:
             params["stage_scaling"] = attrs.get("stage_scaling", "uniform")
         return params
 
@@ -137,40 +192,42 @@ class CompoundSearch(engine.Search):
             done = len(engine.held_keys(self, with_pending=False))
             self.on_trial(record(trial), done, max(self.planned, study_total(self.study)))
 
-    def _distribution(self, name: str) -> dict:
-        low, high = getattr(self.recipe, f"{name}_range")
-        return {"low": low, "high": high, "step": SAMPLED_STEP if self.recipe.sampler == "tpe" else None}
-
     def _propose(self, trial: optuna.Trial) -> dict:
-        """A TPE proposal, or surplus when --trials are already proposed (another worker got there first)."""
+        """A TPE proposal (`ProposalSampler`), or surplus when --trials are already proposed (another worker got
+        there first)."""
         if self.recipe.sampler != "tpe" or self.proposed(trial.number) >= \
                 self.study.user_attrs.get("trials", self.recipe.trials):
             trial.set_user_attr("failure_kind", "surplus")
             raise TrialFailure("surplus: nothing left to train")
-        alpha = round(trial.suggest_float("alpha", **self._distribution("alpha")), 10)
-        beta = round(trial.suggest_float("beta", **self._distribution("beta")), 10)
-        rules = self.recipe.stage_scaling
-        rule = trial.suggest_categorical("stage_scaling", rules) if len(rules) > 1 else rules[0]
-        gamma_squared = 2.0 / (alpha * beta * beta)
-        attrs = {"kind": "compound", "alpha": alpha, "beta": beta,
-                 "gamma": round(math.sqrt(max(1.0, gamma_squared)), 10), "stage_scaling": rule, "sampled": True}
+        alpha, beta = self._suggest(trial, "alpha"), self._suggest(trial, "beta")
+        rule = self._suggest(trial, "stage_scaling") if "stage_scaling" in self.ranges else \
+            self.recipe.stage_scaling[0]
+        gamma = proposal_gamma(alpha, beta)
+        attrs = {"kind": "compound", "alpha": alpha, "beta": beta, "gamma": gamma or 1.0, "stage_scaling": rule,
+                 "sampled": True}
         for name, value in attrs.items():
             trial.set_user_attr(name, value)
-        if gamma_squared < 1 - 1e-12:
+        if gamma is None:
             trial.set_user_attr("failure_kind", "infeasible")
             raise optuna.TrialPruned(f"alpha * beta^2 = {alpha * beta * beta:.3f} > 2 leaves gamma < 1")
+        self._suggest(trial, "gamma")
         return attrs
+
+    def _suggest(self, trial: optuna.Trial, name: str):
+        """The trial's parameter `name`, recorded over its `parameter_ranges` range: a queued candidate's fixed
+        value, or the sampler's proposal."""
+        distribution = self.ranges[name]
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            return trial.suggest_categorical(name, distribution.choices)
+        return trial.suggest_float(name, distribution.low, distribution.high)
 
     def score(self, trial: optuna.Trial) -> float:
         attrs = dict(trial.user_attrs)
         if "kind" not in attrs:
             attrs = self._propose(trial)
         else:  # a queued candidate: its parameters are fixed, and recorded with their distributions
-            parameters = self._parameters(attrs["kind"])
-            for name, arguments in parameters.items():
-                trial.suggest_float(name, **arguments)
-            if parameters and len(self.recipe.stage_scaling) > 1:
-                trial.suggest_categorical("stage_scaling", self.recipe.stage_scaling)
+            for name in self.ranges:
+                self._suggest(trial, name)
         other = engine.duplicate_of(self, trial)
         if other is not None:  # a repeated proposal takes the score, untrained
             return engine.take_duplicate(trial, other, reuse=bool(attrs.get("sampled")))
