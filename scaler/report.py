@@ -17,6 +17,7 @@ from scaler.searches.compound_records import SearchResult, read_search, trial_ca
 from scaler.studies import read_study
 from scaler.study.storage import find_study, storage_folder
 from scaler.study.trials import candidate_states
+from scaler.study.verdict import candidate_key, seed_scores, standing
 from scaler.tables import markdown_table, mean_text, stage_table
 
 
@@ -85,9 +86,12 @@ def _winner_section(result: SearchResult) -> list[str]:
     lines = [f"alpha = {best.alpha:g}, beta = {best.beta:g}, gamma = {best.gamma:.4f}, {best.stage_scaling} stage "
              f"scaling (trial {best.number}): {mean_text(result.verdict.winner)} at {best.flops_ratio:.2f}x the "
              f"proxy's FLOPs."]
-    lines += [f"- {kind}: top-1 {t.top1:.4f} at {t.flops_ratio:.2f}x ({best.top1 - t.top1:+.4f} for the winner)"
-              for kind, t in references.items()]
     verdict = result.verdict
+    seeds = seed_scores(result.trials)
+    for kind, t in references.items():  # by its mean over its seeds, as the winner
+        reference = standing(seeds[candidate_key(t)], verdict.noise)
+        lines.append(f"- {kind}: {mean_text(reference)} at {t.flops_ratio:.2f}x "
+                     f"({verdict.winner.mean - reference.mean:+.3f} for the winner)")
     if verdict.noise is not None:
         lines.append(f"\nSeed noise: top-1 standard deviation {verdict.noise.std:.4f} "
                      f"({verdict.noise.dof} degrees of freedom). Test: {verdict.test}.")
