@@ -167,8 +167,8 @@ def draw_study(data: StudyPlot) -> Figure:
     ax.set_title(f"study {data.study_name}: top-1 against FLOPs" + (f"\n({note}, not shown)" if note else ""),
                  fontsize=10)
     ax.grid(alpha=0.3)
-    if data.scored:
-        ax.legend(fontsize=8, loc="best")
+    if data.scored:  # below the axes: inside, it hid points wherever it went
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncols=3)
     rule = "" if data.landscape_rule == "uniform" and len({t.stage_scaling for t in data.trials}) < 2 \
         else f", {data.landscape_rule} stage scaling"
     land.set_title(f"alpha-beta landscape{rule}\n(colour: top-1; text: gamma; red: chosen)", fontsize=10)

@@ -285,8 +285,9 @@ def _inside(inner, outer, slack=1.0) -> bool:
 @pytest.mark.parametrize("study", ["validated", "faulty"])
 def test_the_study_figure_keeps_its_parts_apart(study, request):
     """Fit for a paper: the panels (titles, tick and axis labels included) and the colour bar do not overlap,
-    the legend (which names the chosen candidate) and every label sit inside their own axes, and the landscape
-    is a heat map of equal cells whose text reads on its colour."""
+    the legend (which names the chosen candidate) sits whole below the accuracy panel (over no point, apart from
+    its axis label), every label inside its own axes, and the landscape is a heat map of equal cells whose text
+    reads on its colour."""
     _, storage = request.getfixturevalue(study)
     data = study_plot_data(report(study[0], storage))
     figure = draw_study(data)
@@ -296,7 +297,9 @@ def test_the_study_figure_keeps_its_parts_apart(study, request):
     assert not any(panels[i].overlaps(panels[j]) for i in range(3) for j in range(i + 1, 3))
     assert not ax.title.get_window_extent(renderer).overlaps(land.title.get_window_extent(renderer))
     legend = ax.get_legend()
-    assert _inside(legend.get_window_extent(renderer), ax.get_window_extent(renderer))
+    box = legend.get_window_extent(renderer)
+    assert _inside(box, figure.bbox) and box.y1 < ax.get_window_extent(renderer).y0
+    assert not box.overlaps(ax.xaxis.label.get_window_extent(renderer))
     assert any(t.get_text().startswith("chosen: alpha") for t in legend.get_texts())
     for axes in (ax, land):
         for text in axes.texts:
