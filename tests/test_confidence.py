@@ -108,11 +108,10 @@ def study_trials(winner, runner_up, reference, spread, correlated=False):
 def test_the_verdict_says_when_the_winner_is_clear():
     best, verdict = judge(study_trials(0.80, 0.70, 0.60, 0.005))
     assert (best.alpha, best.beta, best.repeat) == (1.2, 1.1, 0)
-    assert verdict.runner_up.significant and verdict.best_reference.significant
+    assert verdict.runner_up.significant and [(r.kind, r.significant) for r in verdict.dimensions] == [("width", True)]
     assert verdict.noise.dof == 6 and verdict.noise.std == pytest.approx(0.005)
     assert verdict.message == ("alpha=1.2, beta=1.1 beats every other compound candidate by more than the seed "
-                                  "noise; it beats the best single-dimension reference (width-only) by more than "
-                                  "the noise")
+                                  "noise; it beats width-only scaling by more than the noise (difference +0.200)")
 
 
 def test_the_verdict_compares_the_winner_with_each_published_rule_by_the_paired_test():
@@ -136,12 +135,38 @@ def test_the_verdict_compares_the_winner_with_each_published_rule_by_the_paired_
     assert {"fast", "paper"} <= {c.kind for c in chosen}
 
 
+def test_the_verdict_compares_the_winner_with_each_single_dimension_reference():
+    """Three seeds each of depth-, width- and resolution-only beside a v2 winner: each is compared, best first, and
+    each is repeated. Depth-only is met as trained under the winner's stage rule; width- and resolution-only,
+    which no stage rule changes, as trained once (under uniform)."""
+    trials, number = [], 0
+    for kind, alpha, beta, gamma, mean, rule in (("compound", 1.2, 1.1, 1.15, 0.80, "v2"),
+                                                 ("compound", 1.1, 1.2, 1.12, 0.70, "uniform"),
+                                                 ("depth", 2.0, 1.0, 1.0, 0.75, "uniform"),
+                                                 ("depth", 2.0, 1.0, 1.0, 0.60, "v2"),
+                                                 ("width", 1.0, 1.414, 1.0, 0.78, "uniform"),
+                                                 ("resolution", 1.0, 1.0, 1.414, 0.79, "uniform")):
+        for repeat, offset in enumerate((0.0, 1, -1)):
+            trials.append(replace(record(number, kind, alpha, beta, mean + offset * 0.005, repeat, gamma),
+                                  stage_scaling=rule))
+            number += 1
+    _, verdict = judge(tuple(trials))
+    assert [(r.kind, r.stage_scaling) for r in verdict.dimensions] == [
+        ("resolution", "uniform"), ("width", "uniform"), ("depth", "v2")]
+    assert [r.difference for r in verdict.dimensions] == pytest.approx([0.01, 0.02, 0.20])
+    assert all(r.paired for r in verdict.dimensions) and verdict.dimensions[-1].significant
+    assert "it beats depth-only scaling by more than the noise (difference +0.200)" in verdict.message
+    assert [r["kind"] for r in verdict.to_dict()["dimensions"]] == ["resolution", "width", "depth"]
+    chosen = repeat_candidates(tuple(t for t in trials if t.repeat == 0), 1)
+    assert sorted((c.kind, c.stage_scaling) for c in chosen if c.kind not in ("baseline", "compound")) == [
+        ("depth", "uniform"), ("depth", "v2"), ("resolution", "uniform"), ("width", "uniform")]
+
+
 def test_the_verdict_says_plainly_when_candidates_are_indistinguishable():
     _, verdict = judge(study_trials(0.705, 0.70, 0.69, 0.02))
-    assert not verdict.runner_up.significant and not verdict.best_reference.significant
+    assert not verdict.runner_up.significant and not verdict.dimensions[0].significant
     assert verdict.message.startswith("alpha, beta in {(1.2, 1.1), (1.1, 1.2)} are indistinguishable")
-    assert verdict.message.endswith("does not beat the best single-dimension reference (width-only) by more than "
-                                       "the noise")
+    assert verdict.message.endswith("does not beat width-only scaling by more than the noise (difference +0.015)")
 
 
 def test_the_paired_test_on_hand_computed_values():
@@ -182,8 +207,8 @@ def test_a_quick_study_with_repeats_measures_the_noise(tmp_path):
     result = search(TINY, None, "r", f"sqlite:///{tmp_path}/r.db", device="cpu", repeats=1)
     repeated = [t for t in result.trials if t.repeat == 1]
     kinds = sorted(t.kind for t in repeated)
-    # the baseline, TINY's 2 compound candidates, the best single-dimension reference and the fast rule
-    assert kinds[0] == "baseline" and kinds.count("compound") == 2 and "fast" in kinds and len(kinds) == 5
+    # the baseline, TINY's 2 compound candidates, the depth-, width- and resolution-only references, the fast rule
+    assert kinds == ["baseline", "compound", "compound", "depth", "fast", "resolution", "width"]
     assert result.verdict.noise.dof >= 2 and result.verdict.test.startswith("one-sided")
     stored = optuna.load_study(study_name="r", storage=f"sqlite:///{tmp_path}/r.db").user_attrs["seed_noise"]
     assert stored == asdict(result.verdict.noise)

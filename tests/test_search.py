@@ -604,10 +604,10 @@ def test_quick_search_command_end_to_end(quick_study):
     out = json.loads(result.stdout)
     assert {"best", "phi", "final", "trials"} <= set(out)
     assert out["final"]["macs"] <= 4e9 and out["phi"] > 0
-    # --quick repeats the baseline, the 3 best compound candidates, the best single-dimension reference and the
-    # fast rule once, for the noise and for paired comparisons.
+    # --quick repeats the baseline, the 3 best compound candidates, the depth-, width- and resolution-only
+    # references and the fast rule once, for the noise and for paired comparisons.
     assert len([t for t in out["trials"] if t["repeat"] == 0]) == len(QUICK.candidates()) >= 3 + 5
-    assert len([t for t in out["trials"] if t["repeat"] == 1]) == 6
+    assert len([t for t in out["trials"] if t["repeat"] == 1]) == 8
     assert out["confidence"]["noise"]["dof"] >= 1 and "message" in out["confidence"]
     # The fast rule was trained at the study's cost, with two seeds, and the verdict compares the winner with it.
     fast = [t for t in out["trials"] if t["kind"] == "fast"]
@@ -744,10 +744,13 @@ def test_workers_split_the_cores_and_never_fewer_than_one():
 
 
 def test_the_first_total_counts_every_trial_that_will_run():
-    """--quick scores 11 candidates, then repeats 6 of them once: the first ETA counts all 17."""
-    assert planned_total(QUICK, 1, (), 0, 5) == 17
-    assert planned_total(QUICK, 2, (0, 1, 2), 3, 3) == 11 + 2 * 6 + 1 + 4 + 3  # phi 1 adds only the family
-    assert planned_total(replace(QUICK, reference_rules=()), 1, (), 0, 5) == 15
+    """--quick scores 11 candidates, then repeats 8 of them once: the first ETA counts all 19."""
+    assert planned_total(QUICK, 1, (), 0, 5) == 19
+    assert planned_total(QUICK, 2, (0, 1, 2), 3, 3) == 11 + 2 * 8 + 1 + 4 + 3  # phi 1 adds only the family
+    assert planned_total(replace(QUICK, reference_rules=()), 1, (), 0, 5) == 17
+    # With two stage rules the grid and the references that grow depth (depth-only, the fast rule) are trained,
+    # and those references repeated, under each: 19 candidates, then the baseline, 3 compound, 6 references.
+    assert planned_total(replace(QUICK, stage_scaling=("uniform", "v2")), 1, (), 0, 5) == 19 + 1 + 3 + 6
 
 
 @pytest.mark.slow

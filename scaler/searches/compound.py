@@ -367,8 +367,9 @@ def search(
     with the best compound candidate and write its spec to `output` (.json or .toml; default <study>-best.json
     beside the study). A finished study is reported, not retrained.
 
-    `repeats`: then train the baseline, the three best compound candidates and the best single-dimension
-    reference `repeats` more times with other seeds, measuring the proxy's seed noise (scaler.study.verdict).
+    `repeats`: then train the baseline, the three best compound candidates and every other reference (depth-,
+    width- and resolution-only, the published rules) `repeats` more times with other seeds, measuring the proxy's
+    seed noise (scaler.study.verdict).
     `check_ranks`: then train the `check_top` best compound candidates for that many epochs, and compare the
     rankings (Kendall's tau). `validate_phis`: then train the found family at those phis on the proxy, and depth-,
     width- and resolution-only scaling at the same nominal FLOPs (the paper's scaling curves).
@@ -458,12 +459,13 @@ def _name_winner(study: optuna.Study, result: SearchResult) -> None:
 def planned_total(recipe: Recipe, repeats: int, validate_phis: tuple[float, ...], check_ranks: int,
                   check_top: int) -> int:
     """How many candidates a search command will score in all, before it knows its winner: the recipe's, the
-    repeats of the baseline, the three best compound candidates, the best single-dimension reference and each
-    published rule's, the family's phis (four rules each), and a rank check's."""
-    compounds = sum(c.kind == "compound" for c in recipe.candidates()) or (recipe.trials if recipe.sampler == "tpe"
-                                                                           else 0)
+    repeats of the baseline, the three best compound candidates and every other reference (single-dimension and
+    published rules, under each stage rule they are trained under), the family's phis (four rules each), and a
+    rank check's."""
+    candidates = recipe.candidates()
+    compounds = sum(c.kind == "compound" for c in candidates) or (recipe.trials if recipe.sampler == "tpe" else 0)
+    references = sum(c.kind not in ("baseline", "compound") for c in candidates)
     family = sum(1 if phi == 1 else 4 for phi in {float(phi) for phi in validate_phis if phi > 0})  # at phi 1,
     # the references are the recipe's own and the family is the winner's network
-    rules = len(recipe.reference_rules) * len(recipe.stage_scaling)
-    return (recipe.total() + repeats * (2 + min(3, compounds) + rules) + family
+    return (recipe.total() + repeats * (1 + min(3, compounds) + references) + family
             + (min(check_top, compounds) if check_ranks else 0))

@@ -1,7 +1,6 @@
 """A compound study's answer and how sure it is: the winner by mean top-1 over its seeds, the seed noise, the
-winner against the runner-up, the best single-dimension reference and each published rule trained as a reference
-(scaler.confidence's test), and whether a
-longer proxy ranks the candidates alike. Also which candidates deserve more seeds, or a longer proxy.
+winner against the runner-up, each single-dimension reference and each published rule trained as a reference
+(scaler.confidence's test), and whether a longer proxy ranks the candidates alike. Also which candidates deserve more seeds, or a longer proxy.
 
 A candidate here is (kind, alpha, beta, gamma, stage_scaling); the records are a compound search's
 (scaler.searches.compound_records.TrialRecord): any object with those fields and `top1, phi, epochs, repeat,
@@ -21,6 +20,7 @@ TEST = ("one-sided paired t-test at 95 % on the per-seed differences (seeds are 
         "two-sample t-test with the pooled seed noise where two candidates share fewer than two seeds")
 SINGLE_DIMENSIONS = ("depth", "width", "resolution")
 RULE_KINDS = {"fast": "the fast rule (dWr)", "paper": "the paper's compound rule"}  # published rules as references
+RIVAL_NAMES = {kind: f"{kind}-only scaling" for kind in SINGLE_DIMENSIONS} | RULE_KINDS
 LOW_TAU = 0.5  # below this, a short proxy ranks candidates unlike a longer training
 
 
@@ -70,7 +70,7 @@ class Verdict:
     noise: Noise | None
     message: str
     runner_up: Rival | None = None
-    best_reference: Rival | None = None
+    dimensions: tuple[Rival, ...] = ()  # the winner against each single-dimension reference, best first
     ranks: RankCheck | None = None
     test: str = TEST
     winner: Standing | None = None
@@ -81,10 +81,10 @@ class Verdict:
         data = {"noise": None if self.noise is None else asdict(self.noise), "test": self.test,
                 "message": self.message, "winner": None if self.winner is None else asdict(self.winner),
                 "difference_noise": None if self.difference_noise is None else asdict(self.difference_noise)}
-        for name in ("runner_up", "best_reference"):
-            if getattr(self, name) is not None:
-                data[name] = asdict(getattr(self, name))
+        if self.runner_up is not None:
+            data["runner_up"] = asdict(self.runner_up)
         return data | {"ranks": None if self.ranks is None else asdict(self.ranks),
+                       "dimensions": [asdict(rival) for rival in self.dimensions],
                        "rules": [asdict(rival) for rival in self.rules]}
 
 
@@ -124,8 +124,7 @@ def standing(by_seed: dict[int, float], noise: Noise | None) -> Standing:
     return Standing(statistics.fmean(by_seed.values()), n, None if noise is None else noise.std / math.sqrt(n))
 
 
-def _message(winner: tuple, compounds: list[tuple], seeds: dict, noise: Noise, reference: Rival | None,
-             rules: tuple[Rival, ...]) -> str:
+def _message(winner: tuple, compounds: list[tuple], seeds: dict, noise: Noise, rivals: tuple[Rival, ...]) -> str:
     tied = [k for k in compounds[1:] if not compare_seeds(seeds[winner], seeds[k], noise).significant]
     several_rules = len({k[4] for k in compounds}) > 1  # then every point names its stage rule
 
@@ -139,11 +138,8 @@ def _message(winner: tuple, compounds: list[tuple], seeds: dict, noise: Noise, r
         rule = f" ({winner[4]} stage scaling)" if several_rules else ""
         message = (f"alpha={winner[1]:g}, beta={winner[2]:g}{rule} beats every other compound candidate by more "
                    f"than the seed noise")
-    if reference is not None:
-        message += (f"; it {'beats' if reference.significant else 'does not beat'} the best single-dimension "
-                    f"reference ({reference.kind}-only) by more than the noise")
-    for rival in rules:
-        message += (f"; it {'beats' if rival.significant else 'does not beat'} {RULE_KINDS[rival.kind]} by more "
+    for rival in rivals:
+        message += (f"; it {'beats' if rival.significant else 'does not beat'} {RIVAL_NAMES[rival.kind]} by more "
                     f"than the noise (difference {rival.difference:+.3f})")
     return message
 
@@ -164,23 +160,29 @@ def judge(trials: tuple):
     if noise is None:
         return best, Verdict(None, "seed noise not measured (--repeats 0): the winner may be a coin toss",
                              ranks=ranks, winner=standing(seeds[winner], None))
-    references = _by_mean(found, SINGLE_DIMENSIONS)
-    rivals = [_rival(k, compare_seeds(seeds[winner], seeds[k], noise)) if k else None
-              for k in (compounds[1] if len(compounds) > 1 else None, references[0] if references else None)]
-    rules = tuple(_rival(k, compare_seeds(seeds[winner], seeds[k], noise)) for k in _by_mean(found, tuple(RULE_KINDS))
-                  if k[4] == winner[4])  # each published rule under the winner's stage rule
-    return best, Verdict(noise, _message(winner, compounds, seeds, noise, rivals[1], rules), *rivals, ranks,
-                         winner=standing(seeds[winner], noise), difference_noise=difference_noise(seeds),
+    runner_up = _rival(compounds[1], compare_seeds(seeds[winner], seeds[compounds[1]], noise)) \
+        if len(compounds) > 1 else None
+
+    def rivals(kinds: tuple[str, ...]) -> tuple[Rival, ...]:
+        """The winner against each reference of `kinds`, best first: under the winner's stage rule where there is
+        one (only the references that grow depth are trained under each rule), else the one there is."""
+        own = {k[0] for k in found if k[0] in kinds and k[4] == winner[4]}
+        return tuple(_rival(k, compare_seeds(seeds[winner], seeds[k], noise)) for k in _by_mean(found, kinds)
+                     if k[4] == winner[4] or k[0] not in own)
+
+    dimensions, rules = rivals(SINGLE_DIMENSIONS), rivals(tuple(RULE_KINDS))
+    return best, Verdict(noise, _message(winner, compounds, seeds, noise, dimensions + rules), runner_up, dimensions,
+                         ranks, winner=standing(seeds[winner], noise), difference_noise=difference_noise(seeds),
                          rules=rules)
 
 
 def repeat_candidates(trials: tuple, repeats: int, top: int = 3) -> tuple[Candidate, ...]:
-    """The baseline, the `top` best compound candidates, the best single-dimension reference and each published
-    rule, each to be trained `repeats` more times with other seeds: the seed noise, where it matters for the
-    answer, and paired comparisons with every rule the answer is compared with."""
+    """The baseline, the `top` best compound candidates, each single-dimension reference and each published rule,
+    each to be trained `repeats` more times with other seeds: the seed noise, where it matters for the answer,
+    and paired comparisons with every reference the answer is compared with."""
     found = scores(tuple(t for t in trials if t.repeat == 0))
     chosen = _by_mean(found, ("baseline",)) + _by_mean(found, ("compound",))[:top] + \
-        _by_mean(found, SINGLE_DIMENSIONS)[:1] + _by_mean(found, tuple(RULE_KINDS))
+        _by_mean(found, SINGLE_DIMENSIONS) + _by_mean(found, tuple(RULE_KINDS))
     return tuple(Candidate(alpha, beta, gamma, kind, 1.0, r, stage_scaling=rule)
                  for kind, alpha, beta, gamma, rule in chosen for r in range(1, repeats + 1))
 
