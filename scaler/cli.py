@@ -11,6 +11,7 @@ start at once.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import click
 
@@ -78,9 +79,13 @@ def show(network: str, as_json: bool) -> None:
               help="Optimizer, for the size of its state.")
 @click.option("--breakdown", is_flag=True, help="Add the per-stage table.")
 @click.option("--verify", is_flag=True, help="Also build the network and measure every figure (slow).")
-@click.option("--device", default="cpu", show_default=True, help="Device for --verify (cuda measures peak memory).")
+@click.option("--latency", is_flag=True, help="Also measure the forward latency on --device: the median of 7 passes "
+              "of --batch-size images in --dtype, after 3 warm-up passes.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Device for --verify (cuda measures peak memory) and --latency.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def estimate_command(network, resolution, batch_size, dtype, optimizer, breakdown, verify, device, as_json) -> None:
+def estimate_command(network, resolution, batch_size, dtype, optimizer, breakdown, verify, latency, device,
+                     as_json) -> None:
     """Params, FLOPs, activations and training memory of NETWORK, computed without building it.
 
     Example: scaler estimate efficientnet-b0 --batch-size 64 --dtype bfloat16 --breakdown
@@ -96,6 +101,12 @@ def estimate_command(network, resolution, batch_size, dtype, optimizer, breakdow
         del data["parts"]
     if measured is not None:
         data["measured"] = measured
+    if latency:
+        from scaler.measurement import measure_latency_ms
+
+        spec = resolve_spec(network)
+        data["latency_ms"] = measure_latency_ms(replace(spec, resolution=resolution or spec.resolution), device,
+                                                batch_size, dtype)
 
     def text() -> str:
         parts = [tables.estimate_summary(e)]
@@ -103,6 +114,8 @@ def estimate_command(network, resolution, batch_size, dtype, optimizer, breakdow
             parts += ["", tables.costs_table(resolve_spec(network), e)]
         if measured is not None:
             parts += ["", tables.verification_table(e, measured)]
+        if latency:
+            parts.append(f"  forward latency          {data['latency_ms']:>16.1f}  ms on {device} (median of 7 passes)")
         return "\n".join(parts + [tables.FLOPS_NOTE])
 
     emit(as_json, data, text)

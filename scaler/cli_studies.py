@@ -45,7 +45,8 @@ def _quiet_optuna() -> None:
               "report Kendall's tau between the short and the long proxy's rankings.")
 @click.option("--check-top", type=int, default=5, show_default=True, help="How many candidates --check-ranks trains.")
 @click.option("--validate-phi", "validate_phi", help="After the search, train the found family at these phis "
-              "(e.g. 0,1,2) and single-dimension scaling at the same FLOPs, into the study.")
+              "(e.g. 0,1,2), and single-dimension scaling and the published rules of --references at the same "
+              "FLOPs, into the study.")
 @click.option("--workers", type=int, default=1, show_default=True,
               help="Worker processes here (one per GPU in turn); more than 1 needs a journal file or PostgreSQL.")
 @THREADS_OPTION

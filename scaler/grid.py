@@ -89,11 +89,13 @@ def rule_reference(name: str, target: float = 2.0) -> Candidate:
 
 
 def family_candidates(alpha: float, beta: float, gamma: float, phis: tuple[float, ...],
-                      target: float = 2.0, stage_scaling: str = "uniform") -> tuple[Candidate, ...]:
-    """The family the search found, at each phi > 0, and the single-dimension rules at the same nominal FLOPs
-    (target^phi), all under the found stage rule: the curves of the EfficientNet paper's scaling figures. Phi = 0
-    is the baseline itself."""
-    rules = [Candidate(alpha, beta, gamma, "family")] + [c for c in references(target) if c.kind != "baseline"]
+                      target: float = 2.0, stage_scaling: str = "uniform",
+                      rules: tuple[str, ...] = ()) -> tuple[Candidate, ...]:
+    """The family the search found, at each phi > 0, and the single-dimension rules and the published `rules` at
+    the same nominal FLOPs (target^phi), all under the found stage rule: the curves of the EfficientNet paper's
+    scaling figures, and every rule the study compares with at each cost. Phi = 0 is the baseline itself."""
+    rules = [Candidate(alpha, beta, gamma, "family")] + [c for c in references(target, rules)
+                                                         if c.kind != "baseline"]
     return tuple(Candidate(c.alpha, c.beta, c.gamma, c.kind, float(phi), stage_scaling=stage_scaling)
                  for phi in phis if phi > 0 for c in rules)
 

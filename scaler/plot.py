@@ -85,10 +85,10 @@ def study_plot_data(result: SearchResult) -> StudyPlot:
     curves = []
     if any(t.kind == "family" for t in scored):
         start = [(0.0, t.macs, mean[t.number]) for t in scored if t.kind == "baseline"]
-        for kind in ("family", "depth", "width", "resolution"):
-            points = sorted(start + [(t.phi, t.macs, mean[t.number]) for t in scored
-                                     if t.kind == kind and t.stage_scaling == rule])
-            curves.append((STYLE[kind][0], tuple(points)))
+        for kind in ("family", "depth", "width", "resolution", "fast", "paper"):
+            points = [(t.phi, t.macs, mean[t.number]) for t in scored if t.kind == kind and t.stage_scaling == rule]
+            if points:  # a published rule only where the study trains it
+                curves.append((STYLE[kind][0], tuple(sorted(start + points))))
     return StudyPlot(
         study_name=result.study_name, trials=result.trials, scored=scored,
         pareto=pareto_front([(t.number, t.macs, mean[t.number]) for t in scored]),

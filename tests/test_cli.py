@@ -190,6 +190,16 @@ def test_estimate_verify_table(capsys):
     assert "not measured" in _row(out, "peak_training_memory_bytes")[1]
 
 
+def test_estimate_latency_is_measured_on_the_device(capsys):
+    data = ok_json(capsys, "estimate", "efficientnet-b0", "-r", "32", "--latency")
+    assert 0 < data["latency_ms"] < 10_000 and data["resolution"] == 32
+    out = ok(capsys, "estimate", "efficientnet-b0", "-r", "32", "--latency")
+    assert "forward latency" in out and "ms on cpu (median of 7 passes)" in out
+    code, out, err = run(capsys, "estimate", "efficientnet-b0", "--latency", "--device", "banana")
+    assert code == 2 and err.strip().splitlines() == ["scaler: error: device: unknown device 'banana'; use auto, "
+                                                      "cpu, cuda or cuda:K"]
+
+
 def test_estimate_batch_size_and_dtype(capsys):
     base = ok_json(capsys, "estimate", "efficientnet-b0")
     b8 = ok_json(capsys, "estimate", "efficientnet-b0", "--batch-size", "8")

@@ -26,7 +26,7 @@ def assert_every_candidate_at_equal_cost(recipe: Recipe, phi: float) -> None:
     base = estimate(proxy).macs
     candidates = [replace(c, phi=phi) for c in recipe.candidates() if c.kind != "baseline"]
     best = max((c for c in candidates if c.kind == "compound"), key=lambda c: c.alpha)
-    candidates += family_candidates(best.alpha, best.beta, best.gamma, (phi,))
+    candidates += family_candidates(best.alpha, best.beta, best.gamma, (phi,), rules=("fast", "compound"))
     for candidate in candidates:
         match = candidate_network(recipe, proxy, candidate)
         assert match.network is not None, (candidate, match.reason)

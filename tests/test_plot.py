@@ -117,11 +117,12 @@ def test_a_uniform_study_names_no_rule_in_its_legend(validated):
 
 @pytest.mark.slow
 def test_validation_trains_the_family_and_single_dimension_rules_at_each_phi(validated):
+    """... and the recipe's published rule (TINY's: the fast rule), each one curve."""
     _, storage = validated
     result = report("v", storage)
     data = study_plot_data(result)
     curves = dict(data.curves)
-    assert list(curves) == ["found family", "depth only", "width only", "resolution only"]
+    assert list(curves) == ["found family", "depth only", "width only", "resolution only", "fast rule (dWr)"]
     assert all([phi for phi, _, _ in points] == [0.0, 1.0, 2.0] for points in curves.values())
     baseline = next(t for t in result.trials if t.kind == "baseline")
     assert all(points[0][1:] == (baseline.macs, baseline.top1) for points in curves.values())
@@ -133,8 +134,9 @@ def test_validation_trains_the_family_and_single_dimension_rules_at_each_phi(val
                                          Candidate(best.alpha, best.beta, best.gamma, "family", 2.0)).network
             assert t.macs == estimate(expected).macs and t.resolution == expected.resolution  # at equal cost
     study = optuna.load_study(study_name="v", storage=storage)
-    # Phi 1 of the single-dimension rules is the references; phi 1 of the family is a trial of its own.
-    assert study_total(study) == len(TINY.candidates()) + 1 + 4 == len(result.trials)
+    # Phi 1 of the single-dimension and published rules is the references; phi 1 of the family is a trial of its
+    # own; phi 2 is five: the family, three single dimensions, the fast rule.
+    assert study_total(study) == len(TINY.candidates()) + 1 + 5 == len(result.trials)
 
 
 @pytest.mark.slow

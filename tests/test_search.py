@@ -175,6 +175,10 @@ def test_the_winner_by_its_mean_is_the_answer_everywhere(tmp_path, capsys):
     shown = f"top-1 {winner.mean:.3f} ± {winner.standard_error:.3f} (mean of 2 seeds)"
     family = [t for t in result.trials if t.kind == "family"]
     assert family and all((t.alpha, t.beta, t.gamma) == (best.alpha, best.beta, best.gamma) for t in family)
+    # At phi 2 beside the family: each single dimension and the recipe's published rule, at the same real cost.
+    doubled = {t.kind: t for t in result.trials if t.phi == 2.0}
+    assert set(doubled) == {"family", "depth", "width", "resolution", "fast"}
+    assert all(abs(t.flops_ratio / 4 - 1) <= 0.03 and t.top1 is not None for t in doubled.values())
     stored = optuna.load_study(study_name="w", storage=storage).user_attrs["winner"]
     assert (stored["alpha"], stored["beta"], stored["mean"], stored["n"]) == (best.alpha, best.beta, winner.mean, 2)
     for args in (["search", "--recipe", write_recipe(tmp_path / "w.toml", TEN), "--study-name", "w", "--storage",
@@ -746,7 +750,8 @@ def test_workers_split_the_cores_and_never_fewer_than_one():
 def test_the_first_total_counts_every_trial_that_will_run():
     """--quick scores 11 candidates, then repeats 8 of them once: the first ETA counts all 19."""
     assert planned_total(QUICK, 1, (), 0, 5) == 19
-    assert planned_total(QUICK, 2, (0, 1, 2), 3, 3) == 11 + 2 * 8 + 1 + 4 + 3  # phi 1 adds only the family
+    # phi 1 adds only the family; phi 2 the family, the three single dimensions and the fast rule
+    assert planned_total(QUICK, 2, (0, 1, 2), 3, 3) == 11 + 2 * 8 + 1 + 5 + 3
     assert planned_total(replace(QUICK, reference_rules=()), 1, (), 0, 5) == 17
     # With two stage rules the grid and the references that grow depth (depth-only, the fast rule) are trained,
     # and those references repeated, under each: 19 candidates, then the baseline, 3 compound, 6 references.

@@ -372,7 +372,8 @@ def search(
     seed noise (scaler.study.verdict).
     `check_ranks`: then train the `check_top` best compound candidates for that many epochs, and compare the
     rankings (Kendall's tau). `validate_phis`: then train the found family at those phis on the proxy, and depth-,
-    width- and resolution-only scaling at the same nominal FLOPs (the paper's scaling curves).
+    width- and resolution-only scaling and the recipe's published rules at the same nominal FLOPs (the paper's
+    scaling curves, and the rules compared at each cost).
 
     `on_start(done, total)` is called once the inputs are checked and the study is open, before any training;
     `on_trial(record, done, total)` as each trial ends (`total` counts the repeats and validations to come);
@@ -400,7 +401,7 @@ def search(
         train_what_is_queued()
         # The repeats (and a longer proxy) first, then the family of the winner they leave: the one the answer names.
         for extra in (lambda trials: _decisive(trials, repeats, check_ranks, check_top),
-                      lambda trials: _family(trials, validate_phis)):
+                      lambda trials: _family(trials, validate_phis, recipe.reference_rules)):
             if _queue_extra(here, extra(read_search(study_name, storage).trials)):
                 train_what_is_queued()
         result = read_search(study_name, storage, budget)
@@ -427,13 +428,15 @@ def _decisive(trials: tuple[TrialRecord, ...], repeats: int, check_ranks: int,
                                                  else ())
 
 
-def _family(trials: tuple[TrialRecord, ...], validate_phis: tuple[float, ...]) -> tuple[Candidate, ...]:
-    """The winner's family at the phis to validate (and single-dimension scaling at the same FLOPs)."""
+def _family(trials: tuple[TrialRecord, ...], validate_phis: tuple[float, ...],
+            rules: tuple[str, ...]) -> tuple[Candidate, ...]:
+    """The winner's family at the phis to validate (and single-dimension scaling and the published `rules` at the
+    same FLOPs)."""
     best, _ = judge(trials)
     if best is None:
         return ()
     return family_candidates(best.alpha, best.beta, best.gamma, tuple(sorted({float(p) for p in validate_phis})),
-                             stage_scaling=best.stage_scaling)
+                             stage_scaling=best.stage_scaling, rules=rules)
 
 
 def _queue_extra(here: CompoundSearch, extra: tuple[Candidate, ...]) -> bool:
@@ -460,12 +463,13 @@ def planned_total(recipe: Recipe, repeats: int, validate_phis: tuple[float, ...]
                   check_top: int) -> int:
     """How many candidates a search command will score in all, before it knows its winner: the recipe's, the
     repeats of the baseline, the three best compound candidates and every other reference (single-dimension and
-    published rules, under each stage rule they are trained under), the family's phis (four rules each), and a
-    rank check's."""
+    published rules, under each stage rule they are trained under), the family's phis (the family, the three
+    single dimensions and the published rules at each), and a rank check's."""
     candidates = recipe.candidates()
     compounds = sum(c.kind == "compound" for c in candidates) or (recipe.trials if recipe.sampler == "tpe" else 0)
     references = sum(c.kind not in ("baseline", "compound") for c in candidates)
-    family = sum(1 if phi == 1 else 4 for phi in {float(phi) for phi in validate_phis if phi > 0})  # at phi 1,
+    per_phi = 4 + len(recipe.reference_rules)
+    family = sum(1 if phi == 1 else per_phi for phi in {float(phi) for phi in validate_phis if phi > 0})  # at phi 1,
     # the references are the recipe's own and the family is the winner's network
     return (recipe.total() + repeats * (1 + min(3, compounds) + references) + family
             + (min(check_top, compounds) if check_ranks else 0))
