@@ -468,7 +468,7 @@ def planned_total(recipe: Recipe, repeats: int, validate_phis: tuple[float, ...]
     candidates = recipe.candidates()
     compounds = sum(c.kind == "compound" for c in candidates) or (recipe.trials if recipe.sampler == "tpe" else 0)
     references = sum(c.kind not in ("baseline", "compound") for c in candidates)
-    per_phi = 4 + len(recipe.reference_rules)
+    per_phi = len(family_candidates(1.0, 1.0, 1.0, (1.0,), rules=recipe.reference_rules))
     family = sum(1 if phi == 1 else per_phi for phi in {float(phi) for phi in validate_phis if phi > 0})  # at phi 1,
     # the references are the recipe's own and the family is the winner's network
     return (recipe.total() + repeats * (1 + min(3, compounds) + references) + family

@@ -1,6 +1,7 @@
 """A compound study's answer and how sure it is: the winner by mean top-1 over its seeds, the seed noise, the
 winner against the runner-up, each single-dimension reference and each published rule trained as a reference
-(scaler.confidence's test), and whether a longer proxy ranks the candidates alike. Also which candidates deserve more seeds, or a longer proxy.
+(scaler.confidence's test), and whether a longer proxy ranks the candidates alike. Also which candidates deserve
+more seeds, or a longer proxy.
 
 A candidate here is (kind, alpha, beta, gamma, stage_scaling); the records are a compound search's
 (scaler.searches.compound_records.TrialRecord): any object with those fields and `top1, phi, epochs, repeat,
