@@ -109,7 +109,7 @@ def main() -> None:
     costs = {}
     for name, match in distinct_networks(recipe, chosen_candidates(recipe, args.candidates)):
         e = estimate(match.network)
-        costs[name] = (e.params, e.activations, match.flops_ratio)
+        costs[name] = (e.params, e.activations, match.ratio)
         for seed in range(args.seeds):
             for scores, epochs in ((short, p.epochs), (long, p.epochs * args.longer)):
                 result = train(match.network, data, epochs=epochs, batch_size=p.batch_size, device=device,

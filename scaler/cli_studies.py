@@ -11,6 +11,7 @@ from scaler import tables
 from scaler.budget import budget_from_units
 from scaler.cli_shared import (THREADS_OPTION, budget_limits, budget_options, emit, proxy_options, say,
                                numbers, show_trial_training, study_options)
+from scaler.equal_cost import CURRENCIES
 from scaler.errors import ScalerError
 from scaler.scaling import STAGE_RULES
 from scaler.searches.baseline_recipe import MNAS_W, assemble_baseline_recipe
@@ -38,6 +39,10 @@ def _quiet_optuna() -> None:
 @click.option("--references", "reference_rules", help="Published rules trained as references beside the baseline "
               "and the single dimensions, at the same real FLOPs: fast (Dollar et al.'s dWr), compound (the paper's "
               "1.2, 1.1, 1.15), comma-separated, or none (default fast).")
+@click.option("--equal-cost", "equal_cost", type=click.Choice(CURRENCIES), help="The cost candidates are trained "
+              "at equally (each within ±3 % of 2^phi times the proxy's): flops (default), params, activations, "
+              "memory (peak training memory at the proxy's batch) or latency (timed on --device: latency-aware "
+              "compound scaling, from a latency table built once per study).")
 @click.option("--prune", is_flag=True, help="Stop candidates whose top-1 falls below the median (Optuna pruner).")
 @click.option("--repeats", type=int, help="Train the baseline, the 3 best candidates and the best reference this "
               "many more times with other seeds, to measure the proxy's noise (default 2; 1 with --quick).")
@@ -55,7 +60,7 @@ def _quiet_optuna() -> None:
 @study_options("'quick' or 'default'", "Spec file for the network fitted to the budget, .json or .toml (default "
                "<study-name>-best.json beside the study's database).")
 def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision, quick, recipe,
-                   baseline, sampler, trials, stage_scaling, max_resolution, reference_rules, prune, repeats,
+                   baseline, sampler, trials, stage_scaling, max_resolution, reference_rules, equal_cost, prune, repeats,
                    check_ranks, check_top, validate_phi, workers, threads, plan, study_name, storage, output, device,
                    as_json, **proxy) -> None:
     """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
@@ -70,12 +75,15 @@ def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latenc
 
     settings = assemble_recipe(quick, recipe, baseline=baseline, sampler=sampler, trials=trials,
                                max_resolution=max_resolution, stage_scaling=stage_scaling,
-                               reference_rules=reference_rules, **proxy)
+                               reference_rules=reference_rules, equal_cost=equal_cost, **proxy)
     limits = budget_limits(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision)
     budget = budget_from_units(**limits, batch_size=settings.proxy.batch_size, device=device)
     name = study_name or default_study_name(quick, recipe)
     phis = numbers("--validate-phi", validate_phi) if validate_phi else ()
     repeats = default_repeats(quick) if repeats is None else repeats
+    if settings.equal_cost == "latency":
+        say("equal cost in latency: the pieces of the networks the study needs are timed on the device once each, "
+            "into its latency table (minutes on a CPU for a new study)")
     if plan:
         from scaler.searches.compound_plan import plan_search
         from scaler.study.storage import default_storage

@@ -173,30 +173,38 @@ def measure(
 
 def measure_latency_ms(spec: Spec, device: str = "auto", batch_size: int = 1, dtype: str = "float32",
                        warmup: int = 3, repeats: int = 7) -> float:
-    """Median wall time of a forward pass of `batch_size` images at the spec's resolution, in milliseconds.
-
-    Eval mode, no autograd, channels_last (the fast layout on CPU as on CUDA); the warm-up passes absorb
-    allocator and kernel-selection costs, the median shrugs off a stray slow pass. CUDA is synchronized
-    around each pass. A network that runs out of CUDA memory takes forever: infinity.
-    """
+    """Median wall time of a forward pass of `batch_size` images at the spec's resolution, in milliseconds
+    (`time_forward_ms`). A network that runs out of CUDA memory takes forever: infinity."""
     device = resolve_device(device)
-    torch_dtype, half = _precision(dtype)
     try:
-        model = build_model(spec).to(device=device, dtype=torch_dtype, memory_format=torch.channels_last).eval()
-        x = torch.randn(batch_size, 3, spec.resolution, spec.resolution, device=device, dtype=torch_dtype)
-        x = x.contiguous(memory_format=torch.channels_last)
-        times = []
-        with torch.no_grad(), torch.autocast(device.type, dtype=half or torch.bfloat16, enabled=half is not None):
-            for i in range(warmup + repeats):
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                started = time.perf_counter()
-                model(x)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                if i >= warmup:
-                    times.append(time.perf_counter() - started)
+        return time_forward_ms(build_model(spec), (3, spec.resolution, spec.resolution), device, batch_size, dtype,
+                               warmup, repeats)
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()
         return math.inf
+
+
+def time_forward_ms(module: nn.Module, shape: tuple[int, ...], device: torch.device, batch_size: int = 1,
+                    dtype: str = "float32", warmup: int = 3, repeats: int = 7) -> float:
+    """Median wall time of `module`'s forward pass on `batch_size` inputs of `shape`, in milliseconds.
+
+    Eval mode, no autograd, channels_last (the fast layout on CPU as on CUDA); the warm-up passes absorb
+    allocator and kernel-selection costs, the median shrugs off a stray slow pass. CUDA is synchronized
+    around each pass.
+    """
+    torch_dtype, half = _precision(dtype)
+    layout = torch.channels_last if len(shape) == 3 else torch.contiguous_format
+    module = module.to(device=device, dtype=torch_dtype, memory_format=layout).eval()
+    x = torch.randn(batch_size, *shape, device=device, dtype=torch_dtype).contiguous(memory_format=layout)
+    times = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=half or torch.bfloat16, enabled=half is not None):
+        for i in range(warmup + repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+            module(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - started)
     return statistics.median(times) * 1e3

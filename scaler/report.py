@@ -18,7 +18,7 @@ from scaler.studies import read_study
 from scaler.study.storage import find_study, storage_folder
 from scaler.study.trials import candidate_states
 from scaler.study.verdict import candidate_key, seed_scores, standing
-from scaler.tables import markdown_table, mean_text, stage_table
+from scaler.tables import equal_cost_lines, markdown_table, mean_text, stage_table
 
 
 def trial_rows(result: SearchResult) -> tuple[list[str], list[list]]:
@@ -61,6 +61,7 @@ def write_report(result: SearchResult, folder: str | Path, figures: dict[str, Pa
          f"{f' (progressive learning in {r.proxy.progressive} stages)' if r.proxy.progressive else ''} on "
          f"{r.proxy.train_size:,} images of `{r.proxy.data}`. Stage "
          f"scaling: {', '.join(r.stage_scaling)} (docs/STAGE_SCALING.md)."),
+        *equal_cost_lines(r.equal_cost, result.latency_table),
     ]
     for caption, path in figures.items():
         parts += [f"## {caption}", f"![{caption}]({path.name})"]

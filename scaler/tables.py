@@ -5,6 +5,7 @@ optuna, no matplotlib: the light commands print through here and start at once."
 from __future__ import annotations
 
 from scaler.baselines import resolve_spec
+from scaler.equal_cost import CURRENCY_LABELS
 from scaler.estimator import Estimate, estimate
 from scaler.spec import Spec
 
@@ -152,11 +153,13 @@ def _difference_text(verdict) -> str:
     return "" if d is None else f", of a per-seed difference {d.std:.4f} ({d.dof})"
 
 
-def trials_table(trials) -> str:
+def trials_table(trials, equal_cost: str = "flops") -> str:
     """One row per candidate, with the effective alpha/beta/gamma of the network it was trained as (at equal
-    cost); a candidate that rounds to an already trained network says which one it shares. In a study of several
-    stage rules each kind names its rule."""
+    cost; a study equalised in another currency than FLOPs shows that ratio too); a candidate that rounds to an
+    already trained network says which one it shares. In a study of several stage rules each kind names its
+    rule."""
     several_rules = len({t.stage_scaling for t in trials}) > 1
+    other = [] if equal_cost == "flops" else [f"{equal_cost} ratio"]
     rows = []
     for t in trials:
         time_taken = "-" if t.wall_seconds is None else duration(t.wall_seconds)
@@ -168,11 +171,30 @@ def trials_table(trials) -> str:
         rows.append([t.number, kind, f"{t.alpha:g}", f"{t.beta:g}", f"{t.gamma:.3f}",
                      "-" if t.effective is None else "/".join(f"{v:.2f}" for v in t.effective),
                      "-" if t.resolution is None else t.resolution,
+                     *(["-" if t.cost_ratio is None else f"{t.cost_ratio:.2f}"] if other else []),
                      "-" if t.flops_ratio is None else f"{t.flops_ratio:.2f}",
                      "-" if t.params is None else f"{t.params:,}",
                      f"{t.top1:.3f}" if t.top1 is not None else (t.failure or t.state.lower()), time_taken])
-    return table(["trial", "kind", "alpha", "beta", "gamma", "trained as", "px", "FLOPs ratio", "params", "top-1",
-                  "time"], rows)
+    return table(["trial", "kind", "alpha", "beta", "gamma", "trained as", "px", *other, "FLOPs ratio", "params",
+                  "top-1", "time"], rows)
+
+
+def equal_cost_lines(equal_cost: str, latency_table: dict | None) -> list[str]:
+    """What a study's candidates were equalised on, when not FLOPs; with latency, its table's build and error."""
+    if equal_cost == "flops":
+        return []
+    lines = [f"equal cost in {CURRENCY_LABELS[equal_cost]}: each candidate's full-size counterpart (the baseline grown "
+             f"by the trained network's own depth, width and resolution ratios) within ±3 % of 2^phi times the "
+             f"baseline's ('{equal_cost} ratio'), each scaled along its own coefficients to reach it"]
+    if latency_table is not None:
+        t, e = latency_table, latency_table["error"]
+        line = (f"latency table: {t['pieces']:,} pieces (stem, blocks, tail) timed on {t['device']} in "
+                f"{t['seconds']:.1f} s")
+        if e is not None:
+            line += (f"; its sums are {e['mean']:.1%} off timing the {e['networks']} networks whole on average "
+                     f"(worst {e['worst']:.1%}, bias {e['bias']:+.1%})")
+        lines.append(line)
+    return lines
 
 
 def plan_text(plan) -> str:
@@ -185,12 +207,16 @@ def plan_text(plan) -> str:
         effective = "-" if net is None else "/".join(f"{v:.2f}" for v in m.coefficients(k.phi))
         note = m.reason and f"skipped: {m.reason}" or (f"= {c.same_network_as}" if c.same_network_as is not None
                                                        else duration(c.seconds))
+        other = [] if plan.recipe.equal_cost == "flops" else [f"{m.ratio:.3f}"]
         rows.append([i, k.kind if len(plan.recipe.stage_scaling) == 1 else f"{k.kind} [{k.stage_scaling}]",
-                     f"{k.alpha:g}/{k.beta:g}/{k.gamma:.3f}", effective, *shape, f"{m.target:.2f}",
-                     f"{m.flops_ratio:.3f}", "-" if c.params is None else f"{c.params:,}", note])
+                     f"{k.alpha:g}/{k.beta:g}/{k.gamma:.3f}", effective, *shape, f"{m.target:.2f}", *other,
+                     "-" if c.flops_ratio is None else f"{c.flops_ratio:.3f}",
+                     "-" if c.params is None else f"{c.params:,}", note])
     trained = sum(1 for c in plan.candidates if c.seconds)
+    other = [] if plan.recipe.equal_cost == "flops" else [f"{plan.recipe.equal_cost} ratio"]
     lines = [table(["#", "kind", "alpha/beta/gamma", "trained as", "blocks per stage", "channels per stage", "px",
-                    "nominal", "real FLOPs", "params", "time"], rows),
+                    "nominal", *other, "real FLOPs", "params", "time"], rows),
+             *equal_cost_lines(plan.recipe.equal_cost, plan.latency_table),
              f"{len(plan.candidates)} candidates, {trained} to train (the others share a network or are skipped)"
              + (f", then {plan.recipe.trials} TPE proposals" if plan.recipe.sampler == "tpe" else "")
              + (f", then {plan.later} trainings chosen by the first pass (repeats, rank check, validation)"
@@ -203,7 +229,8 @@ def plan_text(plan) -> str:
 
 def search_text(result) -> str:
     """A compound search's trials, winner, verdict and budget fit (scaler.searches.compound_records.SearchResult)."""
-    lines = [trials_table(result.trials)]
+    lines = [trials_table(result.trials, result.recipe.equal_cost),
+             *equal_cost_lines(result.recipe.equal_cost, result.latency_table)]
     if result.best is not None:
         lines += [best_line(result.best, result.verdict), verdict_text(result.verdict)]
     if result.fit is not None:
@@ -234,7 +261,8 @@ def study_text(result) -> str:
     lines = [f"study {result.study_name} ({result.storage}): {r.baseline} at width {p.width:g}, depth {p.depth:g}, "
              f"{p.resolution} px; {p.data}, {p.epochs} epochs"
              f"{f' (progressive, {p.progressive} stages)' if p.progressive else ''}, {r.sampler} sampler, "
-             f"{', '.join(r.stage_scaling)} stage scaling", trials_table(result.trials)]
+             f"{', '.join(r.stage_scaling)} stage scaling", trials_table(result.trials, r.equal_cost),
+             *equal_cost_lines(r.equal_cost, result.latency_table)]
     if result.best is not None:
         lines += [best_line(result.best, result.verdict), verdict_text(result.verdict)]
     return "\n".join(lines)

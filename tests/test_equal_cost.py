@@ -31,7 +31,7 @@ def assert_every_candidate_at_equal_cost(recipe: Recipe, phi: float) -> None:
         match = candidate_network(recipe, proxy, candidate)
         assert match.network is not None, (candidate, match.reason)
         real = estimate(match.network).macs / base
-        assert real == pytest.approx(match.flops_ratio)
+        assert real == pytest.approx(match.ratio)
         assert abs(real / 2**phi - 1) <= TOLERANCE, (candidate, real)
 
 
@@ -79,7 +79,7 @@ def test_the_effective_coefficients_are_what_was_trained():
 def test_a_target_no_bounded_move_reaches_is_skipped_with_its_reason():
     proxy = Recipe().proxy_network()
     match = match_cost(proxy, 1.0, 1.0, 1.0, 3.0)  # 3x the FLOPs from the baseline's own shape
-    assert match.network is None and match.flops_ratio < 3 * (1 - TOLERANCE)
+    assert match.network is None and match.ratio < 3 * (1 - TOLERANCE)
     assert match.reason.startswith("no network within ±3% of 3x FLOPs: the closest is")
     capped = match_cost(proxy, 1.0, 1.0, 2.0, 4.0, stage_rule("v2", max_resolution=64))
     assert capped.network is None and "capped at 64 px by the stage rule" in capped.reason
@@ -118,7 +118,7 @@ def test_the_plan_trains_nothing_and_agrees_with_what_the_search_trains(tmp_path
         c, net = planned.candidate, planned.match.network
         trained = trials[(c.kind, c.alpha, c.beta)]
         assert (trained.resolution, trained.params) == (net.resolution, planned.params)
-        assert trained.flops_ratio == pytest.approx(planned.match.flops_ratio)
+        assert trained.flops_ratio == pytest.approx(planned.match.ratio)
         assert trained.effective == pytest.approx(planned.match.coefficients(c.phi))
     study = optuna.load_study(study_name="t", storage=storage)
     assert sorted({round(t.user_attrs["nominal_flops_ratio"], 9) for t in study.trials}) == [1.0, 2.0]

@@ -26,11 +26,12 @@ from scaler.baselines import resolve_spec
 from scaler.budget import Budget, fit_phi
 from scaler.data import load_data, parse_data
 from scaler.device import thread_share, use_threads, worker_devices
-from scaler.equal_cost import CostMatch, match_cost
+from scaler.equal_cost import CostMatch, Currency, full_size, match_along, study_currency
 from scaler.errors import ScalerError, check_int, check_number, check_output_file
 from scaler.estimator import estimate
 from scaler.grid import Candidate, family_candidates, fingerprint, references
-from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, check_cap, multipliers
+from scaler.latency_table import store_latency_table, store_table_error, study_latency_table
+from scaler.scaling import PAPER_ALPHA, PAPER_BETA, PAPER_GAMMA, check_cap
 from scaler.searches.compound_recipe import SAMPLED_STEP, Recipe
 from scaler.searches.compound_records import (CANDIDATE_FIELDS, SearchResult, TrialRecord, candidate_key, read_search,
                                               record, study_total, write_best)
@@ -143,6 +144,9 @@ class CompoundSearch(engine.Search):
         self.base_macs = estimate(self.proxy).macs
         self.data = None
         self.ranges = parameter_ranges(recipe)
+        self.latency = study_latency_table(study, device) if recipe.equal_cost == "latency" else None
+        self.currency = study_currency(recipe.equal_cost, self.proxy, resolve_spec(recipe.baseline),
+                                       recipe.proxy.batch_size, self.latency and self.latency.latency_ms)
 
     def key_of(self, params: dict, attrs: dict) -> Hashable | None:
         return candidate_key(attrs)
@@ -234,8 +238,20 @@ class CompoundSearch(engine.Search):
         return self._train(trial, Candidate(**{name: attrs[name] for name, _ in CANDIDATE_FIELDS if name in attrs}))
 
     def network(self, candidate: Candidate) -> CostMatch:
-        """The proxy network that scores `candidate`, at equal real FLOPs (or why there is none)."""
-        return candidate_network(self.recipe, self.proxy, candidate)
+        """The proxy network that scores `candidate`, at equal real cost (or why there is none)."""
+        pieces = len(self.latency.entries) if self.latency else 0
+        match = candidate_network(self.recipe, self.proxy, candidate, self.currency)
+        if self.latency is not None and len(self.latency.entries) > pieces:
+            store_latency_table(self.study, self.latency)
+        return match
+
+    def measure_latency_table(self) -> None:
+        """Build the latency table for every queued candidate, timing the full-size counterparts of the proxy and
+        of each candidate's network whole once to measure the table's error (scaler.latency_table)."""
+        matches = [self.network(c) for c in self.recipe.candidates()]
+        baseline = resolve_spec(self.recipe.baseline)
+        store_table_error(self.study, self.latency, list({network_key(m.network): full_size(
+            m.network, self.proxy, baseline) for m in matches if m.network is not None}.values()))
 
     def _same_network(self, trial: optuna.Trial, network: Spec, candidate: Candidate) -> FrozenTrial | None:
         """A trained trial whose candidate rounds to the very same network: its score is this one's (training is
@@ -249,13 +265,14 @@ class CompoundSearch(engine.Search):
         match = self.network(candidate)
         trial.set_user_attr("nominal_flops_ratio", match.target)
         if match.network is None:
-            trial.set_user_attr("flops_ratio", match.flops_ratio)
+            trial.set_user_attr("flops_ratio" if match.currency == "flops" else "cost_ratio", match.ratio)
             trial.set_user_attr("failure", f"skipped: {match.reason}")
             trial.set_user_attr("failure_kind", "off_cost")
             raise TrialFailure(match.reason)
         network = match.network
         cost = estimate(network)
-        for name, value in {"flops_ratio": cost.macs / self.base_macs, "params": cost.params, "macs": cost.macs,
+        for name, value in {"cost_ratio": match.ratio, "flops_ratio": cost.macs / self.base_macs,
+                            "params": cost.params, "macs": cost.macs,
                             "activations": cost.activations, "resolution": network.resolution,
                             "effective": list(match.coefficients(candidate.phi))}.items():
             trial.set_user_attr(name, value)
@@ -289,14 +306,18 @@ def network_key(network: Spec, repeat: int = 0, epochs: int = 0) -> str:
                        epochs=epochs)
 
 
-def candidate_network(recipe: Recipe, proxy: Spec, candidate: Candidate) -> CostMatch:
-    """The network `candidate` is trained as: `proxy` scaled by its multipliers at phi, at its nominal FLOPs
-    ratio (alpha * beta^2 * gamma^2)^phi within ±3 % (scaler.equal_cost); the baseline is the proxy itself."""
+def candidate_network(recipe: Recipe, proxy: Spec, candidate: Candidate,
+                      currency: Currency | None = None) -> CostMatch:
+    """The network `candidate` is trained as: `proxy` scaled along its coefficients to its nominal cost ratio
+    (alpha * beta^2 * gamma^2)^phi within ±3 % in the recipe's currency (`currency`, needed for latency; FLOPs:
+    its multipliers at phi; scaler.equal_cost); the baseline is the proxy itself."""
     if candidate.kind == "baseline":
-        return CostMatch(proxy, 1.0, 1.0, 1.0, 1.0, 1.0)
-    depth, width, resolution = multipliers(candidate.alpha, candidate.beta, candidate.gamma, candidate.phi)
-    return match_cost(proxy, depth, width, resolution, candidate.nominal_flops_ratio ** candidate.phi,
-                      recipe.proxy_rule(candidate.stage_scaling), name=f"{proxy.name}@{candidate.kind}")
+        return CostMatch(proxy, 1.0, 1.0, 1.0, 1.0, 1.0, currency=recipe.equal_cost)
+    currency = currency or study_currency(recipe.equal_cost, proxy, resolve_spec(recipe.baseline),
+                                          recipe.proxy.batch_size)
+    return match_along(proxy, candidate.alpha, candidate.beta, candidate.gamma, candidate.phi,
+                       candidate.nominal_flops_ratio ** candidate.phi, recipe.proxy_rule(candidate.stage_scaling),
+                       f"{proxy.name}@{candidate.kind}", currency)
 
 
 def _worker_process(recipe: Recipe, study_name: str, storage: str, device: str, prune: bool, worker: int,
@@ -332,11 +353,11 @@ def check_request(recipe: Recipe, budget: Budget | None, storage: str, study_nam
     for phi in validate_phis:
         check_number("validate phi", phi, 0, 8)
     proxy = recipe.proxy_network()
-    for rule in recipe.stage_scaling:
+    for rule in recipe.stage_scaling if recipe.equal_cost != "latency" else ():  # latency is measured later
         for phi in sorted({1.0, *(float(p) for p in validate_phis if p > 0)}):
             for reference in references(rules=recipe.reference_rules):
                 match = candidate_network(recipe, proxy, replace(reference, phi=phi, stage_scaling=rule))
-                if match.network is None:
+                if match.network is None and not match.unmoved:  # an unmoved one is recorded as skipped
                     raise ScalerError(f"proxy: the {reference.kind}-only reference at phi {phi:g} ({rule} stage "
                                       f"scaling) cannot be trained at equal cost: {match.reason}")
     check_int("repeats", repeats, 0)
@@ -394,6 +415,8 @@ def search(
         here = CompoundSearch(study, recipe, devices[0], prune, on_trial, on_progress,
                               planned_total(recipe, repeats, validate_phis, check_ranks, check_top))
         engine.settle(here, retry_errors=True)
+        if here.latency is not None and "latency_error" not in study.user_attrs:
+            here.measure_latency_table()
         if on_start is not None:
             on_start(len(engine.held_keys(here, with_pending=False)), max(here.planned, study_total(study)))
 

@@ -15,9 +15,11 @@ from dataclasses import asdict, dataclass
 from scaler.budget import Budget
 from scaler.data import load_data
 from scaler.device import resolve_device, thread_share, use_threads
-from scaler.equal_cost import CostMatch
+from scaler.baselines import resolve_spec
+from scaler.equal_cost import CostMatch, full_size, study_currency
 from scaler.estimator import estimate
 from scaler.grid import Candidate
+from scaler.latency_table import LatencyTable, table_error
 from scaler.searches.compound import candidate_network, check_request, network_key, planned_total
 from scaler.searches.compound_recipe import Recipe
 from scaler.training import train
@@ -32,10 +34,13 @@ class PlannedCandidate:
     params: int | None  # None: skipped
     same_network_as: int | None  # the index of an earlier candidate that rounds to the same network (not trained)
     seconds: float  # 0 for a skipped candidate or one that shares a network
+    flops_ratio: float | None  # the network's real FLOPs against the proxy's (when skipped: the closest one's in
+    # FLOPs, unknown in another currency)
 
     def to_dict(self) -> dict:
         m, net = self.match, self.match.network
-        return {**asdict(self.candidate), "nominal_flops_ratio": m.target, "flops_ratio": m.flops_ratio,
+        return {**asdict(self.candidate), "nominal_flops_ratio": m.target, "flops_ratio": self.flops_ratio,
+                "equal_cost": m.currency, "cost_ratio": m.ratio,
                 "effective": None if net is None else list(m.coefficients(self.candidate.phi)),
                 "stage_repeats": None if net is None else [s.repeats for s in net.stages],
                 "stage_channels": None if net is None else [s.channels for s in net.stages],
@@ -51,6 +56,7 @@ class Plan:
     later_seconds: float
     images_per_second: float
     device: str
+    latency_table: dict | None = None  # equal cost in latency: the table built for the plan (as a study's)
 
     @property
     def total_seconds(self) -> float:
@@ -60,7 +66,7 @@ class Plan:
         return {"recipe": self.recipe.to_dict(), "candidates": [c.to_dict() for c in self.candidates],
                 "later_trainings": self.later, "later_seconds": self.later_seconds,
                 "images_per_second": self.images_per_second, "device": self.device,
-                "total_seconds": self.total_seconds}
+                "latency_table": self.latency_table, "total_seconds": self.total_seconds}
 
 
 def seconds_per_image(recipe: Recipe, networks: list, device: str) -> list[float]:
@@ -83,24 +89,37 @@ def plan_search(recipe: Recipe = Recipe(), device: str = "auto", repeats: int = 
     check_request(recipe, budget, storage, study_name, 1, validate_phis, repeats, check_ranks, check_top)
     use_threads(thread_share(threads))
     proxy = recipe.proxy_network()
-    matches = [candidate_network(recipe, proxy, c) for c in recipe.candidates()]
+    baseline = resolve_spec(recipe.baseline)
+    latency = LatencyTable(str(resolve_device(device))) if recipe.equal_cost == "latency" else None
+    currency = study_currency(recipe.equal_cost, proxy, baseline, recipe.proxy.batch_size,
+                              latency and latency.latency_ms)
+    matches = [candidate_network(recipe, proxy, c, currency) for c in recipe.candidates()]
+    base = estimate(proxy).macs
+    flops = [m.ratio if m.currency == "flops" else None if m.network is None else estimate(m.network).macs / base
+             for m in matches]
+    table = None
+    if latency is not None:
+        error = table_error(latency, list({network_key(m.network): full_size(m.network, proxy, baseline)
+                                           for m in matches if m.network}.values()))
+        table = {"device": latency.device, "pieces": len(latency.entries), "seconds": latency.seconds,
+                 "error": asdict(error)}
     # Time here is not proportional to FLOPs for networks this small: it is measured on the baseline and on the
     # first candidate at the study's cost, and drawn as a line through the two.
-    scaled = next((m for m in matches if m.network is not None and m.target > 1), None)
-    timed = [proxy] + ([scaled.network] if scaled else [])
+    scaled = next((i for i, m in enumerate(matches) if m.network is not None and m.target > 1), None)
+    timed = [proxy] + ([matches[scaled].network] if scaled is not None else [])
     measured = seconds_per_image(recipe, timed, device)
-    slope = (measured[-1] - measured[0]) / (scaled.flops_ratio - 1) if scaled else measured[0]
+    slope = (measured[-1] - measured[0]) / (flops[scaled] - 1) if scaled is not None else measured[0]
     p = recipe.proxy
     planned, seen = [], {}
-    for candidate, match in zip(recipe.candidates(), matches):
+    for candidate, match, ratio in zip(recipe.candidates(), matches, flops):
         if match.network is None:
-            planned.append(PlannedCandidate(candidate, match, None, None, 0.0))
+            planned.append(PlannedCandidate(candidate, match, None, None, 0.0, ratio))
             continue
         twin = seen.setdefault(network_key(match.network), len(planned))
-        per_image = max(measured[0] + slope * (match.flops_ratio - 1), 0.5 * measured[0])
+        per_image = max(measured[0] + slope * (ratio - 1), 0.5 * measured[0])
         seconds = 0.0 if twin != len(planned) else p.epochs * (p.train_size + EVAL_SHARE * p.val_size) * per_image
         planned.append(PlannedCandidate(candidate, match, estimate(match.network).params,
-                                        None if twin == len(planned) else twin, seconds))
+                                        None if twin == len(planned) else twin, seconds, ratio))
     trained = [c.seconds for c in planned if c.seconds]
     mean = sum(trained) / len(trained) if trained else 0.0
     later = planned_total(recipe, repeats, validate_phis, check_ranks, check_top) - recipe.total()
@@ -108,4 +127,4 @@ def plan_search(recipe: Recipe = Recipe(), device: str = "auto", repeats: int = 
     later_seconds = mean * (later - long) + mean * long * check_ranks / p.epochs
     if recipe.sampler == "tpe":  # TPE's proposals are not known before they are made: timed at the mean
         later_seconds += mean * recipe.trials
-    return Plan(recipe, tuple(planned), later, later_seconds, 1 / measured[0], str(resolve_device(device)))
+    return Plan(recipe, tuple(planned), later, later_seconds, 1 / measured[0], str(resolve_device(device)), table)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from scaler.baselines import resolve_spec
+from scaler.equal_cost import CURRENCIES
 from scaler.errors import ScalerError, check_choice, check_int, check_number, read_text
 from scaler.grid import RULE_REFERENCE_KINDS, Candidate, compound_grid, references
 from scaler.scaling import STAGE_RULES, StageRule, stage_rule
@@ -41,6 +42,7 @@ class Recipe:
     stage_scaling: tuple[str, ...] = ("uniform",)  # each rule scores the whole grid (scaler.scaling.StageRule)
     max_resolution: int = 0  # the full-size network's resolution cap; 0: the rule's own (v2: 480 px, uniform: none)
     reference_rules: tuple[str, ...] = ("fast",)  # published rules trained as references (scaler.grid.rule_reference)
+    equal_cost: str = "flops"  # the currency candidates are trained at equal cost in (scaler.equal_cost.CURRENCIES)
 
     def __post_init__(self) -> None:
         if not isinstance(self.baseline, str) or not self.baseline:
@@ -72,6 +74,7 @@ class Recipe:
         if len(set(named)) < len(named):
             raise ScalerError(f"references: a rule is named twice in {', '.join(named)}")
         object.__setattr__(self, "reference_rules", tuple(named))
+        check_choice("equal cost", self.equal_cost, CURRENCIES)
         compound_grid(self.alpha_range, self.beta_range, self.step if self.sampler == "grid" else SAMPLED_STEP)
 
     def to_dict(self) -> dict:
@@ -80,8 +83,10 @@ class Recipe:
         return {"baseline": self.baseline} | self.proxy.settings() | rest
 
     def settings(self) -> dict:
-        """What a worker must share with the study: every setting but `trials`, and the version."""
-        return {k: v for k, v in self.to_dict().items() if k != "trials"} | {"version": VERSION}
+        """What a worker must share with the study: every setting but `trials`, and the version; `equal_cost` only
+        where it is not FLOPs, so that a study made before it could be chosen keeps its fingerprint."""
+        return {k: v for k, v in self.to_dict().items()
+                if k != "trials" and (k, v) != ("equal_cost", "flops")} | {"version": VERSION}
 
     def candidates(self) -> tuple[Candidate, ...]:
         """The queued candidates: the references first (baseline, depth-, width-, resolution-only, then the

@@ -42,6 +42,7 @@ class TrialRecord:
     same_network_as: int | None
     stage_scaling: str = "uniform"
     effective: tuple[float, float, float] | None = None  # alpha, beta, gamma of the network trained (equal cost)
+    cost_ratio: float | None = None  # the network's cost against the proxy's in the study's currency (equal_cost)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class SearchResult:
     trials: tuple[TrialRecord, ...]
     spec_path: str | None = None
     verdict: Verdict | None = None
+    latency_table: dict | None = None  # equal cost in latency: the table's device, pieces, build time and error
 
     def to_dict(self) -> dict:
         best = None if self.best is None else {"alpha": self.best.alpha, "beta": self.best.beta,
@@ -67,7 +69,7 @@ class SearchResult:
         return {"study_name": self.study_name, "storage": self.storage, "recipe": self.recipe.to_dict(),
                 "best": best, "phi": None if self.fit is None else self.fit.phi, "final": final,
                 "spec_path": self.spec_path, "confidence": None if self.verdict is None else self.verdict.to_dict(),
-                "trials": [asdict(t) for t in self.trials]}
+                "latency_table": self.latency_table, "trials": [asdict(t) for t in self.trials]}
 
 
 CANDIDATE_FIELDS = tuple((f.name, f.default) for f in fields(Candidate))
@@ -91,7 +93,7 @@ def record(trial: FrozenTrial) -> TrialRecord:
         macs=attrs.get("macs"), activations=attrs.get("activations"), wall_seconds=attrs.get("wall_seconds"),
         failure=failure_text(trial), same_network_as=attrs.get("same_network_as"),
         stage_scaling=attrs.get("stage_scaling", "uniform"),
-        effective=tuple(attrs["effective"]) if attrs.get("effective") else None,
+        effective=tuple(attrs["effective"]) if attrs.get("effective") else None, cost_ratio=attrs.get("cost_ratio"),
     )
 
 
@@ -145,8 +147,19 @@ def read_search(study_name: str, storage: str, budget: Budget | None = None) -> 
         study = load_study(study_name, storage)
         recipe = stored_recipe(study)
         trials = records(study)
+        latency = latency_summary(study.user_attrs)
     best, verdict = judge(trials)
     fit = None
     if best is not None and budget is not None:
         fit = fit_phi(recipe.baseline, budget, best.alpha, best.beta, best.gamma, rule=recipe.rule(best.stage_scaling))
-    return SearchResult(study_name, storage, recipe, best, fit, trials, None, verdict)
+    return SearchResult(study_name, storage, recipe, best, fit, trials, None, verdict, latency)
+
+
+def latency_summary(attrs: dict) -> dict | None:
+    """A latency-equalised study's table in brief: its device, how many pieces, the seconds spent timing them,
+    and its error against whole-network timings (scaler.latency_table.TableError); None for other studies."""
+    table = attrs.get("latency_table")
+    if table is None:
+        return None
+    return {"device": table["device"], "pieces": len(table["entries"]), "seconds": table["seconds"],
+            "error": attrs.get("latency_error")}
