@@ -113,8 +113,9 @@ class LatencyTable:
 
     @classmethod
     def from_dict(cls, data: dict, device: str) -> LatencyTable:
-        """A stored table, to go on measuring on `device`: refused if it was measured on another."""
-        if data["device"] != device:
+        """A stored table, to go on measuring on `device`: refused if it was measured on another kind (the workers
+        of a study on cuda:0 and cuda:1 share one table)."""
+        if torch.device(data["device"]).type != torch.device(device).type:
             raise ScalerError(f"equal cost: this study's latency table was measured on {data['device']}, not "
                               f"{device}; resume it with --device {data['device']}")
         return cls(data["device"], data["batch_size"], dict(data["entries"]), data["seconds"])

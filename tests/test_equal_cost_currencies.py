@@ -134,6 +134,8 @@ def test_the_table_times_each_piece_once_and_sums_them(monkeypatch):
     with pytest.raises(ScalerError, match="measured on cpu, not cuda:0; resume it with --device cpu"):
         LatencyTable.from_dict(table.to_dict(), "cuda:0")
     assert LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())), "cpu").entries == table.entries
+    on_gpu = replace(table, device="cuda:0").to_dict()
+    assert LatencyTable.from_dict(on_gpu, "cuda:1").device == "cuda:0"  # another GPU of a study's workers
 
 
 def test_the_table_error_compares_its_sums_with_whole_network_timings(monkeypatch):
