@@ -60,9 +60,9 @@ def _quiet_optuna() -> None:
 @study_options("'quick' or 'default'", "Spec file for the network fitted to the budget, .json or .toml (default "
                "<study-name>-best.json beside the study's database).")
 def search_command(budget_gflops, budget_params, budget_memory_gb, budget_latency_ms, precision, quick, recipe,
-                   baseline, sampler, trials, stage_scaling, max_resolution, reference_rules, equal_cost, prune, repeats,
-                   check_ranks, check_top, validate_phi, workers, threads, plan, study_name, storage, output, device,
-                   as_json, **proxy) -> None:
+                   baseline, sampler, trials, stage_scaling, max_resolution, reference_rules, equal_cost, prune,
+                   repeats, check_ranks, check_top, validate_phi, workers, threads, plan, study_name, storage, output,
+                   device, as_json, **proxy) -> None:
     """Search alpha, beta, gamma by proxy training, then fit phi to the budget.
 
     Running the same command again resumes the study: nothing completed is trained again. Several machines

@@ -11,12 +11,13 @@ the least distortion of the nominal pair. The resolution alone cannot do it on a
 candidate that cannot be matched within them is skipped, its reason recorded, never trained off-cost. The
 effective multipliers say what was really trained.
 
-FLOPs are the default currency; a study may equalise its candidates on params, activations, peak training memory
-or measured latency instead (`Currency`), of each candidate's full-size counterpart. Those do not grow with a candidate's nominal multipliers as FLOPs do
-(resolution leaves params alone; activations grow with width, not its square), so there each candidate is first
-scaled along its own direction (depth alpha^t, width beta^t, resolution gamma^t) to the t where its cost in the
-currency reaches the target (`match_along`), then matched as above; a direction that does not move the currency
-(resolution-only under params) is skipped with that reason.
+FLOPs are the default currency; a study may equalise its candidates on the params, activations, peak training
+memory or measured latency of each candidate's full-size counterpart instead (`study_currency`). Those do not
+grow with a candidate's nominal multipliers as FLOPs do (resolution leaves params alone; activations grow with
+width, not its square), so there each candidate is first scaled along its own direction (depth alpha^t, width
+beta^t, resolution gamma^t) to the t where its cost in the currency reaches the target (`match_along`), then
+matched as above; a direction that does not move the currency (resolution-only under params) is skipped with
+that reason.
 """
 
 from __future__ import annotations

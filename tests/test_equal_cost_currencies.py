@@ -24,6 +24,11 @@ from scaler.study.proxy import Proxy
 
 TINY = recipe_from_dict({"epochs": 1, "train_size": 128, "val_size": 64, "alpha_range": (1.1, 1.2),
                          "beta_range": (1.05, 1.05)}, QUICK)
+def small_baseline():
+    """EfficientNet-B0 at half its width and depth and 32 px: quick to build and time on a CPU."""
+    return replace(Proxy(width=0.5, depth=0.5, resolution=32).shrink(get_baseline("efficientnet-b0")), name="small")
+
+
 MEASURES = {"params": lambda spec, batch: estimate(spec).params,
             "activations": lambda spec, batch: estimate(spec).activations,
             "memory": lambda spec, batch: estimate(spec, batch_size=batch).peak_training_memory_bytes}
@@ -182,10 +187,10 @@ def test_a_study_equal_in_params_trains_each_candidate_at_its_params_and_says_so
 
 @pytest.mark.slow
 def test_a_study_equal_in_latency_builds_its_table_once_and_reports_its_error(tmp_path, capsys):
-    """On a small baseline (B0 at 32 px), so that timing its full-size networks is quick on a CPU."""
-    base = replace(get_baseline("efficientnet-b0"), name="b0-32", resolution=32)
-    save_spec(base, tmp_path / "b0-32.json")
-    recipe = replace(TINY, baseline=str(tmp_path / "b0-32.json"), equal_cost="latency")
+    """On a small baseline (B0 at half width and depth, 32 px), so that timing its full-size networks is quick on a
+    CPU."""
+    save_spec(small_baseline(), tmp_path / "small.json")
+    recipe = replace(TINY, baseline=str(tmp_path / "small.json"), equal_cost="latency")
     storage = f"sqlite:///{tmp_path}/l.db"
     result = search(recipe, None, "l", storage, device="cpu")
     table = result.latency_table
@@ -210,7 +215,8 @@ def test_the_plan_builds_a_latency_table_and_reports_it(tmp_path, monkeypatch, c
     monkeypatch.setattr("scaler.latency_table.time_forward_ms", work)
     monkeypatch.setattr("scaler.latency_table.measure_latency_ms", lambda spec, device, batch: 1.0)
     monkeypatch.chdir(tmp_path)
-    main(["search", "--quick", "--plan", "--equal-cost", "latency", "--json"])
+    save_spec(small_baseline(), tmp_path / "small.json")
+    main(["search", "--quick", "--baseline", "small.json", "--plan", "--equal-cost", "latency", "--json"])
     plan = json.loads(capsys.readouterr().out)
     table = plan["latency_table"]
     assert table["device"] == "cpu" and table["pieces"] > 0 and table["error"]["networks"] >= 2

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from scaler.baselines import resolve_spec
 from scaler.budget import Budget
 from scaler.data import load_data
 from scaler.device import resolve_device, thread_share, use_threads
-from scaler.baselines import resolve_spec
 from scaler.equal_cost import CostMatch, full_size, study_currency
 from scaler.estimator import estimate
 from scaler.grid import Candidate
 from scaler.latency_table import LatencyTable, table_error
 from scaler.searches.compound import candidate_network, check_request, network_key, planned_total
 from scaler.searches.compound_recipe import Recipe
+from scaler.searches.compound_records import latency_summary
 from scaler.training import train
 
 EVAL_SHARE = 1 / 3  # a validation image costs about a third of a training image (a forward pass, no backward)
@@ -101,8 +102,7 @@ def plan_search(recipe: Recipe = Recipe(), device: str = "auto", repeats: int = 
     if latency is not None:
         error = table_error(latency, list({network_key(m.network): full_size(m.network, proxy, baseline)
                                            for m in matches if m.network}.values()))
-        table = {"device": latency.device, "pieces": len(latency.entries), "seconds": latency.seconds,
-                 "error": asdict(error)}
+        table = latency_summary({"latency_table": latency.to_dict(), "latency_error": asdict(error)})
     # Time here is not proportional to FLOPs for networks this small: it is measured on the baseline and on the
     # first candidate at the study's cost, and drawn as a line through the two.
     scaled = next((i for i, m in enumerate(matches) if m.network is not None and m.target > 1), None)

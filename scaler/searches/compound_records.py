@@ -156,8 +156,9 @@ def read_search(study_name: str, storage: str, budget: Budget | None = None) -> 
 
 
 def latency_summary(attrs: dict) -> dict | None:
-    """A latency-equalised study's table in brief: its device, how many pieces, the seconds spent timing them,
-    and its error against whole-network timings (scaler.latency_table.TableError); None for other studies."""
+    """A latency-equalised study's table in brief, from its user attributes (`latency_table`, `latency_error`):
+    its device, how many pieces, the seconds spent timing them, and its error against whole-network timings
+    (scaler.latency_table.TableError); None for other studies."""
     table = attrs.get("latency_table")
     if table is None:
         return None
