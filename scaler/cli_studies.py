@@ -40,9 +40,10 @@ def _quiet_optuna() -> None:
               "and the single dimensions, at the same real FLOPs: fast (Dollar et al.'s dWr), compound (the paper's "
               "1.2, 1.1, 1.15), comma-separated, or none (default fast).")
 @click.option("--equal-cost", "equal_cost", type=click.Choice(CURRENCIES), help="The cost candidates are trained "
-              "at equally (each within ±3 % of 2^phi times the proxy's): flops (default), params, activations, "
-              "memory (peak training memory at the proxy's batch) or latency (timed on --device: latency-aware "
-              "compound scaling, from a latency table built once per study).")
+              "at equally, each within ±3 % of 2^phi times the baseline's: flops (default; on the proxy network), "
+              "or on each candidate's full-size counterpart params, activations, memory (peak training memory at "
+              "the proxy's batch) or latency (timed on --device from a latency table built once per study: "
+              "latency-aware compound scaling).")
 @click.option("--prune", is_flag=True, help="Stop candidates whose top-1 falls below the median (Optuna pruner).")
 @click.option("--repeats", type=int, help="Train the baseline, the 3 best candidates and the best reference this "
               "many more times with other seeds, to measure the proxy's noise (default 2; 1 with --quick).")

@@ -184,18 +184,18 @@ def measure_latency_ms(spec: Spec, device: str = "auto", batch_size: int = 1, dt
         return math.inf
 
 
-def time_forward_ms(module: nn.Module, shape: tuple[int, ...], device: torch.device, batch_size: int = 1,
+def time_forward_ms(module: nn.Module, shape: tuple[int, int, int], device: torch.device, batch_size: int = 1,
                     dtype: str = "float32", warmup: int = 3, repeats: int = 7) -> float:
-    """Median wall time of `module`'s forward pass on `batch_size` inputs of `shape`, in milliseconds.
+    """Median wall time of `module`'s forward pass on `batch_size` inputs of `shape` (channels, height, width),
+    in milliseconds.
 
     Eval mode, no autograd, channels_last (the fast layout on CPU as on CUDA); the warm-up passes absorb
     allocator and kernel-selection costs, the median shrugs off a stray slow pass. CUDA is synchronized
     around each pass.
     """
     torch_dtype, half = _precision(dtype)
-    layout = torch.channels_last if len(shape) == 3 else torch.contiguous_format
-    module = module.to(device=device, dtype=torch_dtype, memory_format=layout).eval()
-    x = torch.randn(batch_size, *shape, device=device, dtype=torch_dtype).contiguous(memory_format=layout)
+    module = module.to(device=device, dtype=torch_dtype, memory_format=torch.channels_last).eval()
+    x = torch.randn(batch_size, *shape, device=device, dtype=torch_dtype).contiguous(memory_format=torch.channels_last)
     times = []
     with torch.no_grad(), torch.autocast(device.type, dtype=half or torch.bfloat16, enabled=half is not None):
         for i in range(warmup + repeats):
