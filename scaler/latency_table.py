@@ -113,12 +113,12 @@ class LatencyTable:
 
     @classmethod
     def from_dict(cls, data: dict, device: str) -> LatencyTable:
-        """A stored table, to go on measuring on `device`: refused if it was measured on another kind (the workers
-        of a study on cuda:0 and cuda:1 share one table)."""
+        """A stored table, to go on measuring on `device`: refused if it was measured on another kind of device
+        (the workers of a study on cuda:0 and cuda:1 share one table, each timing on its own GPU)."""
         if torch.device(data["device"]).type != torch.device(device).type:
             raise ScalerError(f"equal cost: this study's latency table was measured on {data['device']}, not "
                               f"{device}; resume it with --device {data['device']}")
-        return cls(data["device"], data["batch_size"], dict(data["entries"]), data["seconds"])
+        return cls(device, data["batch_size"], dict(data["entries"]), data["seconds"])
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ def test_the_table_times_each_piece_once_and_sums_them(monkeypatch):
         LatencyTable.from_dict(table.to_dict(), "cuda:0")
     assert LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())), "cpu").entries == table.entries
     on_gpu = replace(table, device="cuda:0").to_dict()
-    assert LatencyTable.from_dict(on_gpu, "cuda:1").device == "cuda:0"  # another GPU of a study's workers
+    assert LatencyTable.from_dict(on_gpu, "cuda:1").device == "cuda:1"  # a worker on another GPU times on its own
 
 
 def test_the_table_error_compares_its_sums_with_whole_network_timings(monkeypatch):
