@@ -247,8 +247,9 @@ class CompoundSearch(engine.Search):
 
     def measure_latency_table(self) -> None:
         """Build the latency table for every queued candidate, timing the full-size counterparts of the proxy and
-        of each candidate's network whole once to measure the table's error (scaler.latency_table)."""
-        matches = [self.network(c) for c in self.recipe.candidates()]
+        of each candidate's network whole once to measure the table's error (scaler.latency_table); stored once,
+        at the end, not after each candidate."""
+        matches = [candidate_network(self.recipe, self.proxy, c, self.currency) for c in self.recipe.candidates()]
         baseline = resolve_spec(self.recipe.baseline)
         store_table_error(self.study, self.latency, list({network_key(m.network): full_size(
             m.network, self.proxy, baseline) for m in matches if m.network is not None}.values()))
