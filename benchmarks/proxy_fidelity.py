@@ -9,7 +9,13 @@ rankings, the tau that zero-cost rankings get against the long one (by params, b
 without training at all), and the seed noise of both proxies.
 
     python benchmarks/proxy_fidelity.py [--recipe default|quick|FILE] [--candidates 12] [--seeds 2] [--longer 4]
-                                        [--device cpu|cuda] [--threads N]
+                                        [--device cpu|cuda] [--threads N] [--store FILE]
+
+Safe to interrupt: every training's top-1 is appended to `--store` (default studies/proxy-trainings.jsonl) as it
+ends, keyed by everything that decides it (the network, the proxy's data and training settings, the epochs, the
+seed, the device kind, the search VERSION, torch's version), and the same command run again trains only what is
+not there (training is deterministic for a seed on the CPU). The report says how many came from the store and
+the training time of all of them.
 
 Goal (the trust issue): tau >= 0.7, and above the params ranking's. The default recipe takes hours on a 2-core
 CPU (`scaler search --plan` projects a trial's time); the quick recipe runs in minutes and says whether the
@@ -19,10 +25,13 @@ machinery works, not whether a proxy is faithful.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import time
+from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 
 import torch
 
@@ -30,9 +39,10 @@ from scaler.confidence import kendall_tau, seed_noise
 from scaler.data import load_data
 from scaler.device import resolve_device, thread_share, use_threads
 from scaler.estimator import estimate
-from scaler.grid import Candidate
+from scaler.grid import Candidate, fingerprint
 from scaler.searches.compound import candidate_network, network_key
-from scaler.searches.compound_recipe import QUICK, Recipe, load_recipe
+from scaler.searches.compound_recipe import QUICK, VERSION, Recipe, load_recipe
+from scaler.spec import Spec
 from scaler.training import train
 
 
@@ -77,14 +87,60 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
+@dataclass
+class TrainingStore:
+    """Proxy trainings kept on disk as they end, so that an interrupted benchmark resumes where it stopped."""
+
+    path: Path
+    done: dict[str, dict] = field(default_factory=dict)
+    reused: int = 0
+    trained: int = 0
+    seconds: float = 0.0  # training time of every result handed out, from the store or now
+
+    def __post_init__(self) -> None:
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by an interruption: that training runs again
+                    continue
+                self.done[entry["key"]] = entry
+
+    def top1(self, network: Spec, data, recipe: Recipe, epochs: int, seed: int, device: torch.device) -> float:
+        """`network`'s top-1 after `epochs` epochs of the recipe's proxy training with `seed`: stored or trained."""
+        p = recipe.proxy
+        key = fingerprint((), network=network_key(network, seed, epochs), proxy=p.settings(), device=device.type,
+                          version=VERSION, torch=torch.__version__)
+        if key in self.done:
+            self.reused += 1
+        else:
+            result = train(network, data, epochs=epochs, batch_size=p.batch_size, device=device, seed=seed,
+                           progressive=p.progressive)
+            self.done[key] = {"key": key, "network": network.name, "epochs": epochs, "seed": seed,
+                              "top1": result.top1, "seconds": result.wall_seconds}
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as store:
+                store.write(json.dumps(self.done[key]) + "\n")
+            self.trained += 1
+        self.seconds += self.done[key]["seconds"]
+        return self.done[key]["top1"]
+
+    def summary(self) -> str:
+        return (f"{self.trained} trained in this run, {self.reused} from {self.path}; {self.seconds:.0f} s of training "
+                "in all")
+
+
 def arguments(doc: str, candidates: int, seeds: int) -> argparse.ArgumentParser:
-    """The options every proxy benchmark takes: the recipe, how many candidates and seeds, the device, threads."""
+    """The options every proxy benchmark takes: the recipe, how many candidates and seeds, the device, threads,
+    where finished trainings are kept."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--recipe", default="default", help="default, quick or a recipe file")
     parser.add_argument("--candidates", type=int, default=candidates)
     parser.add_argument("--seeds", type=int, default=seeds)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--store", type=Path, default=Path("studies/proxy-trainings.jsonl"),
+                        help="finished trainings, kept so that the same command run again resumes")
     return parser
 
 
@@ -103,6 +159,7 @@ def main() -> None:
     args = parser.parse_args()
     recipe, device, data = prepared(args)
     p = recipe.proxy
+    store = TrainingStore(args.store)
     started = time.perf_counter()
     short: dict[str, dict[int, float]] = {}
     long: dict[str, dict[int, float]] = {}
@@ -112,9 +169,8 @@ def main() -> None:
         costs[name] = (e.params, e.activations, match.ratio)
         for seed in range(args.seeds):
             for scores, epochs in ((short, p.epochs), (long, p.epochs * args.longer)):
-                result = train(match.network, data, epochs=epochs, batch_size=p.batch_size, device=device,
-                               seed=p.seed + seed, progressive=p.progressive)
-                scores.setdefault(name, {})[seed] = result.top1
+                scores.setdefault(name, {})[seed] = store.top1(match.network, data, recipe, epochs, p.seed + seed,
+                                                               device)
         print(f"{name}: short {statistics.mean(short[name].values()):.3f}, long "
               f"{statistics.mean(long[name].values()):.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
     names = list(short)
@@ -129,7 +185,7 @@ def main() -> None:
     print(f"{date.today()}, {cpu_model()}, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"recipe {args.recipe}: {recipe.baseline} at width {p.width:g}, depth {p.depth:g}, {p.resolution} px, "
           f"{p.train_size} images; short {p.epochs} epochs, long {p.epochs * args.longer}; {args.seeds} seeds; "
-          f"{time.perf_counter() - started:.0f} s in all")
+          f"{time.perf_counter() - started:.0f} s in this run; {store.summary()}")
     print()
     print("| candidate | real FLOPs ratio | params | activations | short top-1 (mean) | long top-1 (mean) |")
     print("|---|---:|---:|---:|---:|---:|")

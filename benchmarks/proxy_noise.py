@@ -8,7 +8,10 @@ mean and standard deviation, the pooled seed noise of a score, the noise of a pe
 candidates (what the paired test sees), and the baseline against chance.
 
     python benchmarks/proxy_noise.py [--recipe default|quick|FILE] [--candidates 6] [--seeds 3]
-                                     [--device cpu|cuda] [--threads N]
+                                     [--device cpu|cuda] [--threads N] [--store FILE]
+
+Safe to interrupt, and sharing finished trainings with benchmarks/proxy_fidelity.py's short proxy: see its
+`--store`.
 
 Goal (the trust issue): a pooled seed noise <= 0.02 top-1 on the default recipe over >= 3 seeds x >= 5
 candidates including the references, with the baseline well above chance and below saturation.
@@ -21,23 +24,21 @@ import time
 from datetime import date
 
 import torch
-from proxy_fidelity import arguments, chosen_candidates, cpu_model, distinct_networks, prepared
+from proxy_fidelity import TrainingStore, arguments, chosen_candidates, cpu_model, distinct_networks, prepared
 
 from scaler.confidence import difference_noise, seed_noise
-from scaler.training import train
 
 
 def main() -> None:
     args = arguments(__doc__, candidates=6, seeds=3).parse_args()
     recipe, device, data = prepared(args)
     p = recipe.proxy
+    store = TrainingStore(args.store)
     started = time.perf_counter()
     runs: dict[str, dict[int, float]] = {}
     for name, match in distinct_networks(recipe, chosen_candidates(recipe, args.candidates)):
         for seed in range(args.seeds):
-            result = train(match.network, data, epochs=p.epochs, batch_size=p.batch_size, device=device,
-                           seed=p.seed + seed, progressive=p.progressive)
-            runs.setdefault(name, {})[seed] = result.top1
+            runs.setdefault(name, {})[seed] = store.top1(match.network, data, recipe, p.epochs, p.seed + seed, device)
         print(f"{name}: {' '.join(f'{v:.3f}' for v in runs[name].values())} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
     noise = seed_noise({name: list(scores.values()) for name, scores in runs.items()})
@@ -46,7 +47,7 @@ def main() -> None:
     print(f"{date.today()}, {cpu_model()}, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"recipe {args.recipe}: {recipe.baseline} at width {p.width:g}, depth {p.depth:g}, {p.resolution} px, "
           f"{p.epochs} epochs of {p.train_size} images, scored on {p.val_size}; {args.seeds} seeds; "
-          f"{time.perf_counter() - started:.0f} s in all")
+          f"{time.perf_counter() - started:.0f} s in this run; {store.summary()}")
     print()
     print("| candidate | " + " | ".join(f"seed {k}" for k in range(args.seeds)) + " | mean | std |")
     print("|---|" + "---:|" * (args.seeds + 2))
