@@ -216,7 +216,7 @@ def test_two_studies_share_one_database(tmp_path, postgres_url):
 
 @pytest.mark.slow
 def test_eight_workers_on_one_postgresql_study_train_exactly_the_grid(tmp_path, postgres_server):
-    """Load: eight worker processes against one PostgreSQL study, a tiny real proxy, three rounds (a fresh
+    """Load: eight worker processes against one PostgreSQL study, a tiny real proxy, two rounds (a fresh
     database each): exactly the grid completes, nothing twice, no worker fails."""
     from conftest import new_database
 
@@ -224,7 +224,7 @@ def test_eight_workers_on_one_postgresql_study_train_exactly_the_grid(tmp_path, 
                              "val_size": 32}, TEN)
     assert len(load.candidates()) >= 16
     recipe = write_recipe(tmp_path / "load.toml", load)
-    for round_ in range(3):
+    for round_ in range(2):
         url = new_database(postgres_server)
         settle(open_study(load, "load", url), load)  # made once, first; the workers join it
         result = run_scaler("search", "--repeats", "0", "--recipe", recipe, "--storage", url, "--workers", 8, "--device", "cpu",
