@@ -159,8 +159,9 @@ def main() -> None:
     data = load_data("synthetic", train_size=args.images, val_size=args.batch_size, device=device)
     spec = proxy_spec(args, data.num_classes)
     est = scaler.estimate(spec)
+    gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
     print(f"# {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, device {device}{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}")
+          f"torch {torch.__version__}, device {device}{gpu}")
     print(f"# model: B0 {'phi=' + str(args.phi) if args.phi is not None else f'width {args.width} depth {args.depth}'}"
           f" at {args.resolution} px, {est.params:,} params, {est.macs / 1e6:.1f} M MACs; {args.images} images, "
           f"batch {args.batch_size}")
