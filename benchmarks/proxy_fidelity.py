@@ -6,7 +6,9 @@ with `--seeds` seeds (common random numbers: seed k is the same data order, augm
 every candidate) on the recipe's proxy and on a proxy `--longer` times longer (that many times the epochs, the
 same networks and images). Reported: each candidate's mean top-1 on both, Kendall's tau between the two mean
 rankings, the tau that zero-cost rankings get against the long one (by params, by activations: what a user gets
-without training at all), and the seed noise of both proxies.
+without training at all), and the seed noise of both proxies. Where the long proxy saturates or its noise is as
+large as the differences, tau against it is partly noise; so the report also counts the pairs the long proxy tells
+apart beyond its seed noise, and how many of those each ranking orders as it does.
 
     python benchmarks/proxy_fidelity.py [--recipe default|quick|FILE] [--candidates 12] [--seeds 2] [--longer 4]
                                         [--device cpu|cuda] [--threads N] [--store FILE]
@@ -35,9 +37,10 @@ from pathlib import Path
 
 import torch
 
-from scaler.confidence import kendall_tau, seed_noise
+from scaler.confidence import kendall_tau, resolved_agreement, seed_noise
 from scaler.data import load_data
 from scaler.device import resolve_device, thread_share, use_threads
+from scaler.equal_cost import CostMatch
 from scaler.estimator import estimate
 from scaler.grid import Candidate, fingerprint
 from scaler.searches.compound import candidate_network, network_key
@@ -46,37 +49,41 @@ from scaler.spec import Spec
 from scaler.training import train
 
 
-def chosen_candidates(recipe: Recipe, count: int) -> list[Candidate]:
-    """The four references, then grid candidates evenly spaced over the grid's order, `count` in all."""
-    references = [c for c in recipe.candidates() if c.kind != "compound"]
+def chosen_networks(recipe: Recipe, count: int) -> list[tuple[str, CostMatch]]:
+    """(label, equal-cost match) of `count` distinct networks: the references, then grid candidates evenly spaced
+    over the grid's order, each passed over for the next one in that order where its network is one already chosen
+    or it cannot be trained at equal cost (said, with why): one network counted twice would understate the seed
+    noise and pad Kendall's tau."""
+    proxy = recipe.proxy_network()
+    chosen: dict[str, tuple[str, CostMatch]] = {}
+
+    def take(c: Candidate) -> bool:
+        match = candidate_network(recipe, proxy, c)
+        key = None if match.network is None else network_key(match.network)
+        if key is None or key in chosen:
+            why = match.reason if key is None else f"the same network as {chosen[key][0]}"
+            print(f"passed over {label(c)}: {why}")
+            return False
+        chosen[key] = label(c), match
+        return True
+
     grid = [c for c in recipe.candidates() if c.kind == "compound"]
-    wanted = max(0, count - len(references))
-    if wanted >= len(grid):
-        return references + grid
+    for c in recipe.candidates():
+        if c.kind != "compound":
+            take(c)
+    wanted = max(0, count - len(chosen))
     step = (len(grid) - 1) / max(1, wanted - 1)
-    return references + [grid[round(i * step)] for i in range(wanted)]
+    index = 0
+    for i in range(wanted):
+        index = max(index, round(i * step))
+        while index < len(grid) and not take(grid[index]):
+            index += 1
+        index += 1
+    return list(chosen.values())
 
 
 def label(c: Candidate) -> str:
     return c.kind if c.kind != "compound" else f"({c.alpha:g}, {c.beta:g}, {c.gamma:.3f})"
-
-
-def distinct_networks(recipe: Recipe, candidates: list[Candidate]):
-    """(label, equal-cost match) of each candidate whose network no earlier one has: one network counted twice
-    would understate the seed noise and pad Kendall's tau. Skipped candidates are said, with why."""
-    proxy = recipe.proxy_network()
-    seen: dict[str, str] = {}
-    for c in candidates:
-        match = candidate_network(recipe, proxy, c)
-        if match.network is None:
-            print(f"skipped {label(c)}: {match.reason}")
-            continue
-        key = network_key(match.network)
-        if key in seen:
-            print(f"skipped {label(c)}: the same network as {seen[key]}")
-            continue
-        seen[key] = label(c)
-        yield label(c), match
 
 
 def cpu_model() -> str:
@@ -135,7 +142,8 @@ def arguments(doc: str, candidates: int, seeds: int) -> argparse.ArgumentParser:
     where finished trainings are kept."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--recipe", default="default", help="default, quick or a recipe file")
-    parser.add_argument("--candidates", type=int, default=candidates)
+    parser.add_argument("--candidates", type=int, default=candidates,
+                        help="distinct networks: the references, then grid candidates spread over the grid")
     parser.add_argument("--seeds", type=int, default=seeds)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int)
@@ -164,7 +172,7 @@ def main() -> None:
     short: dict[str, dict[int, float]] = {}
     long: dict[str, dict[int, float]] = {}
     costs = {}
-    for name, match in distinct_networks(recipe, chosen_candidates(recipe, args.candidates)):
+    for name, match in chosen_networks(recipe, args.candidates):
         e = estimate(match.network)
         costs[name] = (e.params, e.activations, match.ratio)
         for seed in range(args.seeds):
@@ -195,6 +203,14 @@ def main() -> None:
     print()
     print(f"Kendall's tau, short proxy against long: {tau:.3f}; by params: {by_params:.3f}; by activations: "
           f"{by_activations:.3f}")
+    if noise_long is not None:
+        reference = [list(long[n].values()) for n in names]
+        rankings = (("short proxy", short_means), ("params", [costs[n][0] for n in names]),
+                    ("activations", [costs[n][1] for n in names]))
+        agreements = [(what, resolved_agreement(ranking, reference, noise_long)) for what, ranking in rankings]
+        print(f"the long proxy tells apart {agreements[0][1].resolved} of {agreements[0][1].pairs} pairs beyond its "
+              "seed noise; of those, ordered as it orders them: " +
+              ", ".join(f"{what} {a.same}" for what, a in agreements))
     for name, noise in (("short", noise_short), ("long", noise_long)):
         print(f"seed noise, {name} proxy: " + ("unknown (one seed)" if noise is None else
                                                  f"{noise.std:.4f} top-1 ({noise.dof} degrees of freedom)"))

@@ -24,7 +24,7 @@ import time
 from datetime import date
 
 import torch
-from proxy_fidelity import TrainingStore, arguments, chosen_candidates, cpu_model, distinct_networks, prepared
+from proxy_fidelity import TrainingStore, arguments, chosen_networks, cpu_model, prepared
 
 from scaler.confidence import difference_noise, seed_noise
 
@@ -36,7 +36,7 @@ def main() -> None:
     store = TrainingStore(args.store)
     started = time.perf_counter()
     runs: dict[str, dict[int, float]] = {}
-    for name, match in distinct_networks(recipe, chosen_candidates(recipe, args.candidates)):
+    for name, match in chosen_networks(recipe, args.candidates):
         for seed in range(args.seeds):
             runs.setdefault(name, {})[seed] = store.top1(match.network, data, recipe, p.epochs, p.seed + seed, device)
         print(f"{name}: {' '.join(f'{v:.3f}' for v in runs[name].values())} "

@@ -10,7 +10,9 @@ the per-seed differences (`compare_paired`), whose noise (`difference_noise`) is
 a score's noise when the seeds push both candidates alike. Candidates that share fewer than two seeds are told
 apart by a one-sided two-sample t-test with the pooled seed noise (`compare`). Either way the winner's mean must
 exceed the other's by more than the 95 % critical value of Student's t times the standard error of the difference.
-Rank agreement between a short and a long proxy is Kendall's tau-b (`kendall_tau`), which allows ties.
+Rank agreement between a short and a long proxy is Kendall's tau-b (`kendall_tau`), which allows ties; where the
+long proxy cannot tell every pair apart (it saturates, or its noise is as large as the differences), tau against it
+is partly noise, so `resolved_agreement` counts only the pairs it separates beyond its own seed noise.
 """
 
 from __future__ import annotations
@@ -139,3 +141,28 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
                 discordant += 1
     denominator = math.sqrt((concordant + discordant + ties_x) * (concordant + discordant + ties_y))
     return (concordant - discordant) / denominator if denominator else 0.0
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How a ranking orders the pairs of candidates that a reference tells apart beyond the reference's noise."""
+
+    pairs: int  # every pair of candidates
+    resolved: int  # the pairs whose reference scores differ significantly, either way
+    same: int  # of those, the pairs the ranking orders as the reference does (a tie in the ranking is not)
+
+
+def resolved_agreement(ranking: Sequence[float], reference: Sequence[Sequence[float]], noise: Noise) -> Agreement:
+    """Compare `ranking` (one score per candidate) with `reference` (each candidate's per-seed scores) on the pairs
+    the reference separates: one candidate's reference mean above the other's by the one-sided two-sample test
+    with the reference's pooled seed noise (`compare`)."""
+    if len(ranking) != len(reference) or len(ranking) < 2:
+        raise ScalerError(f"resolved agreement: needs a ranking and a reference of the same two or more candidates, "
+                          f"got {len(ranking)} and {len(reference)}")
+    resolved = same = 0
+    for i, j in combinations(range(len(ranking)), 2):
+        for better, worse in ((i, j), (j, i)):
+            if compare(reference[better], reference[worse], noise).significant:
+                resolved += 1
+                same += ranking[better] > ranking[worse]
+    return Agreement(len(ranking) * (len(ranking) - 1) // 2, resolved, same)

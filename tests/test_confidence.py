@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaler.confidence import (Noise, compare, compare_paired, difference_noise, kendall_tau, seed_noise,
-                               t_critical)
+from scaler.confidence import (Agreement, Noise, compare, compare_paired, difference_noise, kendall_tau,
+                               resolved_agreement, seed_noise, t_critical)
 from scaler.errors import ScalerError
 from scaler.searches.compound import search
 from scaler.searches.compound_records import TrialRecord
@@ -63,6 +63,19 @@ def test_kendall_tau_on_known_rankings():
     assert kendall_tau([1, 1, 2], [1, 2, 3]) == pytest.approx(2 / math.sqrt(3 * 2))
     with pytest.raises(ScalerError):
         kendall_tau([1], [1])
+
+
+def test_resolved_agreement_counts_only_the_pairs_the_reference_separates():
+    reference = [[0.90, 0.92], [0.80, 0.82], [0.905, 0.915]]
+    noise = Noise(0.01, 10)
+    # The standard error of a difference of two-seed means is 0.01, the critical t 1.812: a and c (both 0.91) are
+    # inside the noise, b is 0.10 below both.
+    assert resolved_agreement([3, 1, 2], reference, noise) == Agreement(pairs=3, resolved=2, same=2)
+    assert resolved_agreement([1, 2, 3], reference, noise) == Agreement(pairs=3, resolved=2, same=1)
+    assert resolved_agreement([1, 1, 1], reference, noise) == Agreement(pairs=3, resolved=2, same=0)
+    assert resolved_agreement([3, 1, 2], reference, Noise(0.1, 10)).resolved == 0
+    with pytest.raises(ScalerError):
+        resolved_agreement([1, 2], reference, noise)
 
 
 @given(st.lists(st.floats(-1, 1), min_size=2, max_size=12, unique=True))
