@@ -67,8 +67,9 @@ def chosen_networks(recipe: Recipe, count: int) -> list[tuple[str, CostMatch]]:
         chosen[key] = label(c), match
         return True
 
-    grid = [c for c in recipe.candidates() if c.kind == "compound"]
-    for c in recipe.candidates():
+    candidates = recipe.candidates()
+    grid = [c for c in candidates if c.kind == "compound"]
+    for c in candidates:
         if c.kind != "compound":
             take(c)
     wanted = max(0, count - len(chosen))
@@ -184,11 +185,12 @@ def main() -> None:
     names = list(short)
     short_means = [statistics.mean(short[n].values()) for n in names]
     long_means = [statistics.mean(long[n].values()) for n in names]
-    tau = kendall_tau(short_means, long_means)
-    by_params = kendall_tau([costs[n][0] for n in names], long_means)
-    by_activations = kendall_tau([costs[n][1] for n in names], long_means)
+    rankings = {"short proxy": short_means, "params": [costs[n][0] for n in names],
+                "activations": [costs[n][1] for n in names]}
+    taus = {what: kendall_tau(ranking, long_means) for what, ranking in rankings.items()}
+    long_runs = [list(long[n].values()) for n in names]
     noise_short = seed_noise({n: list(short[n].values()) for n in names})
-    noise_long = seed_noise({n: list(long[n].values()) for n in names})
+    noise_long = seed_noise(dict(zip(names, long_runs)))
     print()
     print(f"{date.today()}, {cpu_model()}, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"recipe {args.recipe}: {recipe.baseline} at width {p.width:g}, depth {p.depth:g}, {p.resolution} px, "
@@ -201,16 +203,13 @@ def main() -> None:
         params, activations, ratio = costs[n]
         print(f"| {n} | {ratio:.3f} | {params:,} | {activations:,} | {s:.3f} | {lo:.3f} |")
     print()
-    print(f"Kendall's tau, short proxy against long: {tau:.3f}; by params: {by_params:.3f}; by activations: "
-          f"{by_activations:.3f}")
+    print(f"Kendall's tau, short proxy against long: {taus['short proxy']:.3f}; by params: {taus['params']:.3f}; "
+          f"by activations: {taus['activations']:.3f}")
     if noise_long is not None:
-        reference = [list(long[n].values()) for n in names]
-        rankings = (("short proxy", short_means), ("params", [costs[n][0] for n in names]),
-                    ("activations", [costs[n][1] for n in names]))
-        agreements = [(what, resolved_agreement(ranking, reference, noise_long)) for what, ranking in rankings]
-        print(f"the long proxy tells apart {agreements[0][1].resolved} of {agreements[0][1].pairs} pairs beyond its "
-              "seed noise; of those, ordered as it orders them: " +
-              ", ".join(f"{what} {a.same}" for what, a in agreements))
+        agreements = {what: resolved_agreement(ranking, long_runs, noise_long) for what, ranking in rankings.items()}
+        first = agreements["short proxy"]
+        print(f"the long proxy tells apart {first.resolved} of {first.pairs} pairs beyond its seed noise; of those, "
+              "ordered as it orders them: " + ", ".join(f"{what} {a.same}" for what, a in agreements.items()))
     for name, noise in (("short", noise_short), ("long", noise_long)):
         print(f"seed noise, {name} proxy: " + ("unknown (one seed)" if noise is None else
                                                  f"{noise.std:.4f} top-1 ({noise.dof} degrees of freedom)"))
