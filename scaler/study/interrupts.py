@@ -3,15 +3,24 @@
 Inside an `interruptible` stretch (a trial's scoring, loading the data) a Ctrl-C is taken at once: the engine
 records the trial as interrupted, to be trained again. Elsewhere, inside Optuna's own bookkeeping, it waits for
 the next safe point: a Ctrl-C inside `study.ask`, after it took a queued trial and before the trial named its
-worker, left that trial RUNNING with no owner, so no command ever trained it again.
+worker, left that trial RUNNING with no owner, so no command ever trained it again. Nor is a storage write cut in
+half inside a stretch: a Ctrl-C inside a journal file's lock release left the release half done, and the worker
+ended in a FileNotFoundError traceback instead of recording its trial as interrupted.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+import optuna.storages
+
+STORAGE_CODE = str(Path(optuna.storages.__file__).parent)  # Optuna's storages: their writes are never cut in half
+RETRY_SECONDS = 0.05  # how soon a Ctrl-C that came inside a storage call is delivered again
 
 
 class _Interrupt:
@@ -32,9 +41,14 @@ def safe_interrupts() -> Iterator[None]:
         return
 
     def on_interrupt(signum, frame):
-        if _Interrupt.live:
+        if _Interrupt.live and not in_storage_call(frame):
+            _Interrupt.pending = False
             raise KeyboardInterrupt
         _Interrupt.pending = True
+        if _Interrupt.live:  # inside a storage call: delivered again until it comes after the call
+            retry = threading.Timer(RETRY_SECONDS, deliver_again)
+            retry.daemon = True
+            retry.start()
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
@@ -42,6 +56,21 @@ def safe_interrupts() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, previous)
     take_interrupt()
+
+
+def in_storage_call(frame) -> bool:
+    """Whether the code running at `frame` is inside one of Optuna's storages (a lock, a transaction)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(STORAGE_CODE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def deliver_again() -> None:
+    """Send this process the Ctrl-C that waited for a storage call, unless a safe point has taken it already."""
+    if _Interrupt.pending:
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def take_interrupt() -> None:
