@@ -1,5 +1,6 @@
 """Shared fixtures: a real PostgreSQL server (Debian's `postgresql` package) started on 127.0.0.1 for the tests
-that share a study between workers, one fresh database per test; and one quick study trained for the session."""
+that share a study between workers, one fresh database per test; and the two quick studies of the README
+(`scaler search --quick`, `scaler baseline-search --quick`), each trained once for the session."""
 
 import glob
 import os
@@ -93,4 +94,14 @@ def quick_study(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     folder = tmp_path_factory.mktemp("quick")
     done = subprocess.run([sys.executable, "-m", "scaler", "search", "--quick", "--budget-gflops", "4", "--json"],
                           cwd=folder, capture_output=True, text=True, timeout=900)
+    return folder, done
+
+
+@pytest.fixture(scope="session")
+def quick_baseline_study(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """`scaler baseline-search --quick --target-mflops 400 --json` run once for the whole session, in a folder of
+    its own: its end-to-end test and the README's commands read the same finished study."""
+    folder = tmp_path_factory.mktemp("quick-baseline")
+    done = subprocess.run([sys.executable, "-m", "scaler", "baseline-search", "--quick", "--target-mflops", "400",
+                           "--json"], cwd=folder, capture_output=True, text=True, timeout=900)
     return folder, done

@@ -2,6 +2,7 @@
 two objectives, its outputs (a spec file other commands take, a table, a plot), and bad input as one line."""
 
 import json
+import shutil
 from dataclasses import replace
 
 import optuna
@@ -235,15 +236,16 @@ def test_the_plot_shows_the_studys_candidates(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_baseline_search_command_end_to_end(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    code, out, err = run_cli(capsys, "baseline-search", "--quick", "--target-mflops", "400", "--json")
-    assert code == 0, err
-    data = json.loads(out)
+def test_quick_baseline_search_command_end_to_end(tmp_path, monkeypatch, capsys, quick_baseline_study):
+    trained, done = quick_baseline_study
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads(done.stdout)
     assert len(data["trials"]) == 5 and data["best"]["reward"] == max(t["reward"] for t in data["trials"])
-    assert (tmp_path / "studies" / "baseline-quick.db").exists()
-    assert load_spec(data["spec_path"]).name == "baseline-quick-baseline"
-    assert "candidate 1/5 (trial " in err and "ETA" in err
+    assert load_spec(trained / data["spec_path"]).name == "baseline-quick-baseline"
+    assert "candidate 1/5 (trial " in done.stderr and "ETA" in done.stderr
+    shutil.copytree(trained / "studies", tmp_path / "studies")
+    (tmp_path / "studies" / "baseline-quick-baseline.json").unlink()  # the rerun writes it again
+    monkeypatch.chdir(tmp_path)
     code, out, _ = run_cli(capsys, "baseline-search", "--quick", "--target-mflops", "400")
     assert code == 0 and "5 candidates trained" in out and "wrote studies/baseline-quick-baseline.json" in out
     code, out, _ = run_cli(capsys, "studies")

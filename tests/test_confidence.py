@@ -15,12 +15,9 @@ from scaler.confidence import (Agreement, Noise, compare, compare_paired, differ
 from scaler.errors import ScalerError
 from scaler.searches.compound import search
 from scaler.searches.compound_records import TrialRecord
-from scaler.searches.compound_recipe import QUICK, recipe_from_dict
 from scaler.study.verdict import RankCheck, judge, rank_check, repeat_candidates
 
-TINY = recipe_from_dict({"epochs": 1, "train_size": 128, "val_size": 64, "alpha_range": (1.1, 1.2),
-                         "beta_range": (1.05, 1.05)}, QUICK)
-TEN = replace(TINY, alpha_range=(1.1, 1.3), beta_range=(1.05, 1.15))
+from recipes import TEN, TINY
 
 
 def test_seed_noise_pools_the_variance_of_repeated_candidates():

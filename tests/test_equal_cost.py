@@ -15,10 +15,9 @@ from scaler.grid import family_candidates
 from scaler.scaling import compound, stage_rule
 from scaler.searches.compound import candidate_network, search
 from scaler.searches.compound_plan import plan_search
-from scaler.searches.compound_recipe import QUICK, Recipe, recipe_from_dict
+from scaler.searches.compound_recipe import QUICK, Recipe
 
-TINY = recipe_from_dict({"epochs": 1, "train_size": 128, "val_size": 64, "alpha_range": (1.1, 1.2),
-                         "beta_range": (1.05, 1.05)}, QUICK)
+from recipes import TINY
 
 
 def assert_every_candidate_at_equal_cost(recipe: Recipe, phi: float) -> None:

@@ -18,12 +18,13 @@ from scaler.estimator import estimate
 from scaler.grid import family_candidates
 from scaler.latency_table import LatencyTable, piece_keys, pieces, table_error
 from scaler.searches.compound import candidate_network, search
-from scaler.searches.compound_recipe import QUICK, Recipe, recipe_from_dict
+from scaler.searches.compound_recipe import QUICK, Recipe
 from scaler.spec import save_spec
 from scaler.study.proxy import Proxy
 
-TINY = recipe_from_dict({"epochs": 1, "train_size": 128, "val_size": 64, "alpha_range": (1.1, 1.2),
-                         "beta_range": (1.05, 1.05)}, QUICK)
+from recipes import TINY
+
+
 def small_baseline():
     """EfficientNet-B0 at half its width and depth and 32 px: quick to build and time on a CPU."""
     return replace(Proxy(width=0.5, depth=0.5, resolution=32).shrink(get_baseline("efficientnet-b0")), name="small")

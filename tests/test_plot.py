@@ -22,12 +22,10 @@ from scaler.searches.compound_records import read_search as report
 from scaler.grid import Candidate
 from scaler.searches.compound import candidate_network, search
 from scaler.searches.compound_records import study_total
-from scaler.searches.compound_recipe import QUICK, recipe_from_dict
 from scaler.errors import OutOfMemory
-from test_train import run_cli
 
-TINY = recipe_from_dict({"epochs": 1, "train_size": 128, "val_size": 64, "alpha_range": (1.1, 1.2),
-                         "beta_range": (1.05, 1.05)}, QUICK)
+from recipes import TINY
+from test_train import run_cli
 
 
 @pytest.fixture(scope="module")

@@ -25,11 +25,12 @@ def test_readme_documents_every_command():
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, quick_study):
+def workdir(tmp_path_factory, quick_study, quick_baseline_study):
     """One folder for all the commands, in README order (`scaler studies show quick` reads what the search made):
-    as the repository root, but writing any output into a temporary folder. The quick study is the session's
-    (the same command, trained once): `scaler search --quick --budget-gflops 4` here resumes it finished and
-    reports it, as it does for a user who runs it twice."""
+    as the repository root, but writing any output into a temporary folder. The quick studies are the session's
+    (the same commands, trained once): `scaler search --quick --budget-gflops 4` and `scaler baseline-search
+    --quick --target-mflops 400` here resume them finished and report them, as they do for a user who runs them
+    twice."""
     folder = tmp_path_factory.mktemp("readme")
     (folder / "examples").symlink_to(README.parent / "examples")
     (folder / "studies").mkdir()
@@ -38,6 +39,9 @@ def workdir(tmp_path_factory, quick_study):
     trained, done = quick_study
     assert done.returncode == 0, done.stderr[-2000:]
     shutil.copy(trained / "studies" / "quick.db", folder / "studies" / "quick.db")
+    trained, done = quick_baseline_study
+    assert done.returncode == 0, done.stderr[-2000:]
+    shutil.copy(trained / "studies" / "baseline-quick.db", folder / "studies" / "baseline-quick.db")
     return folder
 
 
