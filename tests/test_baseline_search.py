@@ -28,7 +28,7 @@ from test_train import run_cli
 
 B0 = get_baseline("efficientnet-b0")
 # One epoch of the quick proxy on a few images: for the machinery only.
-TINY = replace(QUICK_BASELINE, trials=3, proxy=replace(QUICK_BASELINE.proxy, epochs=1, train_size=128, val_size=64))
+TINY = replace(QUICK_BASELINE, trials=3, proxy=replace(QUICK_BASELINE.proxy, epochs=1, train_size=64, val_size=32))
 
 
 def storage_in(tmp_path):
