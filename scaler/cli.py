@@ -218,7 +218,7 @@ def train_command(network, data, epochs, batch_size, lr, resolution, train_size,
               progressive=progressive or 0, on_progress=show_training, threads=threads)
     emit(as_json, r.to_dict(), lambda: "\n".join([
         f"top-1 {r.top1:.4f} after {r.epochs} epoch{'s' * (r.epochs != 1)} "
-        f"({', '.join(f'{t:.3f}' for t in r.top1_per_epoch)})",
+        f"({', '.join(f'{t:.3f}' for t in r.top1_per_epoch)}), validation loss {r.val_loss:.4f}",
         f"{r.resolution} px, batch {r.batch_size}, {r.train_size} train / {r.val_size} val images, "
         f"{r.num_classes} classes, {r.device}",
         f"{r.images_per_second:,.0f} img/s, {tables.duration(r.wall_seconds)} wall, peak memory "

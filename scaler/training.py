@@ -64,8 +64,10 @@ class TrainingProgress:
 class TrainResult:
     top1: float
     top1_per_epoch: tuple[float, ...]
-    loss: float
+    loss: float  # the training loss (label smoothing included) of the last epoch
     loss_per_epoch: tuple[float, ...]
+    val_loss: float  # validation cross-entropy, no smoothing: it still tells networks apart where top-1 saturates
+    val_loss_per_epoch: tuple[float, ...]
     images_per_second: float
     wall_seconds: float
     peak_memory_bytes: int
@@ -139,16 +141,20 @@ def _peak_memory(device: torch.device) -> tuple[int, str]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean, std, batch_size: int,
-             device: torch.device) -> float:
-    """Top-1 accuracy on uint8 images already at the model's resolution."""
+             device: torch.device) -> tuple[float, float]:
+    """Top-1 accuracy and mean cross-entropy (no label smoothing) on uint8 images already at the model's
+    resolution."""
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
     for start in range(0, len(labels), batch_size):
         x = normalize(images[start:start + batch_size], mean, std)
+        y = labels[start:start + batch_size]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             logits = model(x)
-        correct += (logits.argmax(1) == labels[start:start + batch_size]).sum()
-    return correct.item() / len(labels)
+        correct += (logits.argmax(1) == y).sum()
+        total_loss += nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+    return correct.item() / len(labels), total_loss.item() / len(labels)
 
 
 def _check_settings(epochs: int, batch_size: int, resolution: int | None, lr: float, label_smoothing: float,
@@ -210,16 +216,18 @@ def train(
                                         spec.total_stride), zero_init_residual)
     except torch.OutOfMemoryError as error:
         raise OutOfMemory(f"out of memory building {spec.name}: {str(error).splitlines()[0]}") from None
-    top1s, losses = [], []
+    top1s, losses, val_losses = [], [], []
     for epoch in range(epochs):
-        top1, loss = run.epoch(epoch, on_progress)
+        top1, loss, val_loss = run.epoch(epoch, on_progress)
         top1s.append(top1)
         losses.append(loss)
+        val_losses.append(val_loss)
         if on_epoch is not None:
             on_epoch(epoch, top1)
     peak, kind = _peak_memory(device)
     return TrainResult(
         top1=top1s[-1], top1_per_epoch=tuple(top1s), loss=losses[-1], loss_per_epoch=tuple(losses),
+        val_loss=val_losses[-1], val_loss_per_epoch=tuple(val_losses),
         images_per_second=run.images_seen / max(run.train_seconds, 1e-9),
         wall_seconds=time.perf_counter() - started, peak_memory_bytes=peak, peak_memory_kind=kind,
         num_classes=data.num_classes, epochs=epochs, resolution=spec.resolution, batch_size=run.batch_size,
@@ -287,11 +295,12 @@ class _Run:
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.epochs, self.images_seen, self.train_seconds = epochs, 0, 0.0
 
-    def epoch(self, epoch: int, on_progress) -> tuple[float, float]:
+    def epoch(self, epoch: int, on_progress) -> tuple[float, float, float]:
+        """One epoch: its validation top-1, its training loss and its validation loss."""
         try:
             loss = self._train_epoch(epoch, on_progress)
-            top1 = evaluate(self.model, self.val_images, self.val_labels, self.mean, self.std,
-                            2 * self.batch_size, self.device)
+            top1, val_loss = evaluate(self.model, self.val_images, self.val_labels, self.mean, self.std,
+                                      2 * self.batch_size, self.device)
         except torch.OutOfMemoryError as error:
             self._release()
             raise OutOfMemory(f"out of memory at batch size {self.batch_size}: {str(error).splitlines()[0]}") from None
@@ -301,7 +310,7 @@ class _Run:
         except (RuntimeError, ValueError) as error:
             self._release()
             raise TrainingFailed(f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
-        return top1, loss
+        return top1, loss, val_loss
 
     def _train_epoch(self, epoch: int, on_progress) -> float:
         self.model.train()

@@ -18,7 +18,8 @@ from scaler.blocks import BasicBlock, Bottleneck, FusedMBConv, InvertedResidual,
 from scaler.build import build_model
 from scaler.device import resolve_device
 from scaler.errors import NonFiniteLoss, OutOfMemory, TrainingFailed
-from scaler.training import ProgressiveStage, _zero_residual_branches, learning_rate_factor, progressive_schedule, train
+from scaler.training import (ProgressiveStage, _zero_residual_branches, evaluate, learning_rate_factor,
+                             progressive_schedule, train)
 from test_data import write_cifar
 
 TINY = scaler.scale(scaler.get_baseline("efficientnet-b0"), width=0.25, depth=0.34, resolution=32)
@@ -62,7 +63,27 @@ def test_result_fields(cifar):
     assert result.resolution == 40 and result.batch_size == 64 and result.train_size == 200
     assert result.images_per_second > 0 and result.wall_seconds > 0 and result.peak_memory_bytes > 0
     assert result.device == "cpu" and result.num_classes == 10
+    assert len(result.val_loss_per_epoch) == 2 and result.val_loss == result.val_loss_per_epoch[-1] > 0
     json.dumps(result.to_dict())
+
+
+def test_evaluation_gives_top1_and_the_cross_entropy_without_smoothing():
+    """Three images, logits fixed: the first two right (probabilities 1/2 and 0.6 on their class), the third
+    wrong, so top-1 is 2/3 and the loss the mean of -ln 1/2, -ln 0.6 and -ln 1/8 (across two batches)."""
+    import math
+
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.2, 0.2, 0.6], [0.125, 0.5, 0.375]]))
+
+    class Fixed(nn.Module):
+        def forward(self, x):  # one row per image, in order: the images' first pixel holds their index
+            return logits[x[:, 0, 0, 0].round().long()]
+
+    images = torch.arange(3, dtype=torch.uint8).view(3, 1, 1, 1).expand(3, 3, 2, 2).contiguous()
+    labels = torch.tensor([0, 2, 0])
+    mean, std = torch.zeros(1, 3, 1, 1), torch.full((1, 3, 1, 1), 1 / 255)
+    top1, loss = evaluate(Fixed(), images, labels, mean, std, batch_size=2, device=torch.device("cpu"))
+    assert top1 == pytest.approx(2 / 3)
+    assert loss == pytest.approx((math.log(2) - math.log(0.6) + math.log(8)) / 3)
 
 
 def test_batch_larger_than_the_data_uses_all_of_it(cifar):
@@ -287,11 +308,15 @@ def test_cli_train_json(tmp_path, capsys):
                              "--batch-size", "32", "--device", "cpu", "--json")
     assert code == 0
     result = json.loads(out)
-    for key in ("top1", "top1_per_epoch", "images_per_second", "wall_seconds", "num_classes"):
+    for key in ("top1", "top1_per_epoch", "val_loss", "val_loss_per_epoch", "images_per_second", "wall_seconds",
+                "num_classes"):
         assert key in result
     assert len(result["top1_per_epoch"]) == 2 and result["num_classes"] == 10
     assert "ETA" in err and "img/s" in err  # progress on stderr, never in the JSON
     assert result["progressive"] == 0
+    code, out, _ = run_cli(capsys, "train", str(spec_file), "--data", f"cifar10:{tmp_path}", "--epochs", "2",
+                           "--batch-size", "32", "--device", "cpu")
+    assert code == 0 and f"validation loss {result['val_loss']:.4f}" in out.splitlines()[0]
 
 
 @pytest.mark.parametrize("args, stages", [(["--progressive"], 4), (["--progressive", "2"], 2), ([], 0)])
