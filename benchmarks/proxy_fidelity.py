@@ -6,14 +6,15 @@ with `--seeds` seeds (common random numbers: seed k is the same data order, augm
 every candidate) on the recipe's proxy and on a proxy `--longer` times longer (that many times the epochs, the
 same networks and images). Reported: each candidate's mean top-1 on both, Kendall's tau between the two mean
 rankings, the tau that zero-cost rankings get against the long one (by params, by activations: what a user gets
-without training at all), and the seed noise of both proxies. Where the long proxy saturates or its noise is as
-large as the differences, tau against it is partly noise; so the report also counts the pairs the long proxy tells
-apart beyond its seed noise, and how many of those each ranking orders as it does.
+without training at all), and the seed noise of both proxies. The long proxy is read twice: by its top-1, and by
+its validation loss (cross-entropy), which keeps separating networks after its top-1 has saturated. Where the long
+proxy's noise is as large as the differences, tau against it is partly noise; so the report also counts the pairs
+it tells apart beyond its seed noise, and how many of those each ranking orders as it does.
 
     python benchmarks/proxy_fidelity.py [--recipe default|quick|FILE] [--candidates 12] [--seeds 2] [--longer 4]
                                         [--device cpu|cuda] [--threads N] [--store FILE]
 
-Safe to interrupt: every training's top-1 is appended to `--store` (default studies/proxy-trainings.jsonl) as it
+Safe to interrupt: every training's top-1 and validation loss are appended to `--store` (default studies/proxy-trainings.jsonl) as it
 ends, keyed by everything that decides it (the network, the proxy's data and training settings, the epochs, the
 seed, the device kind, the search VERSION, torch's version; a data folder by its path, so a changed folder needs
 a fresh store), and the same command run again trains only what is not there (training is deterministic for a
@@ -114,24 +115,27 @@ class TrainingStore:
                     continue
                 self.done[entry["key"]] = entry
 
-    def top1(self, network: Spec, data, recipe: Recipe, epochs: int, seed: int, device: torch.device) -> float:
-        """`network`'s top-1 after `epochs` epochs of the recipe's proxy training with `seed`: stored or trained."""
+    def scores(self, network: Spec, data, recipe: Recipe, epochs: int, seed: int, device: torch.device,
+               needs: tuple[str, ...] = ("top1",)) -> dict:
+        """`network`'s validation top-1 and loss after `epochs` epochs of the recipe's proxy training with `seed`:
+        stored, or trained (also where the stored training lacks a score in `needs`: stores made before the
+        validation loss was recorded)."""
         p = recipe.proxy
         key = fingerprint((), network=network_key(network, seed, epochs), proxy=p.settings(), device=device.type,
                           version=VERSION, torch=torch.__version__)
-        if key in self.done:
+        if key in self.done and all(name in self.done[key] for name in needs):
             self.reused += 1
         else:
             result = train(network, data, epochs=epochs, batch_size=p.batch_size, device=device, seed=seed,
                            progressive=p.progressive)
             self.done[key] = {"key": key, "network": network.name, "epochs": epochs, "seed": seed,
-                              "top1": result.top1, "seconds": result.wall_seconds}
+                              "top1": result.top1, "val_loss": result.val_loss, "seconds": result.wall_seconds}
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a") as store:
                 store.write(json.dumps(self.done[key]) + "\n")
             self.trained += 1
         self.seconds += self.done[key]["seconds"]
-        return self.done[key]["top1"]
+        return self.done[key]
 
     def summary(self) -> str:
         return (f"{self.trained} trained in this run, {self.reused} from {self.path}; {self.seconds:.0f} s of training "
@@ -170,49 +174,58 @@ def main() -> None:
     p = recipe.proxy
     store = TrainingStore(args.store)
     started = time.perf_counter()
-    short: dict[str, dict[int, float]] = {}
-    long: dict[str, dict[int, float]] = {}
+    short: dict[str, list[float]] = {}
+    long: dict[str, list[dict]] = {}
     costs = {}
     for name, match in chosen_networks(recipe, args.candidates):
         e = estimate(match.network)
         costs[name] = (e.params, e.activations, match.ratio)
         for seed in range(args.seeds):
-            for scores, epochs in ((short, p.epochs), (long, p.epochs * args.longer)):
-                scores.setdefault(name, {})[seed] = store.top1(match.network, data, recipe, epochs, p.seed + seed,
-                                                               device)
-        print(f"{name}: short {statistics.mean(short[name].values()):.3f}, long "
-              f"{statistics.mean(long[name].values()):.3f} ({time.perf_counter() - started:.0f} s)", flush=True)
+            short.setdefault(name, []).append(store.scores(match.network, data, recipe, p.epochs, p.seed + seed,
+                                                           device)["top1"])
+            long.setdefault(name, []).append(store.scores(match.network, data, recipe, p.epochs * args.longer,
+                                                          p.seed + seed, device, needs=("top1", "val_loss")))
+        print(f"{name}: short {statistics.mean(short[name]):.3f}, long "
+              f"{statistics.mean(r['top1'] for r in long[name]):.3f}, long validation loss "
+              f"{statistics.mean(r['val_loss'] for r in long[name]):.4f} ({time.perf_counter() - started:.0f} s)",
+              flush=True)
     names = list(short)
-    short_means = [statistics.mean(short[n].values()) for n in names]
-    long_means = [statistics.mean(long[n].values()) for n in names]
-    rankings = {"short proxy": short_means, "params": [costs[n][0] for n in names],
+    rankings = {"short proxy": [statistics.mean(short[n]) for n in names], "params": [costs[n][0] for n in names],
                 "activations": [costs[n][1] for n in names]}
-    taus = {what: kendall_tau(ranking, long_means) for what, ranking in rankings.items()}
-    long_runs = [list(long[n].values()) for n in names]
-    noise_short = seed_noise({n: list(short[n].values()) for n in names})
-    noise_long = seed_noise(dict(zip(names, long_runs)))
+    # The long proxy's two references, per seed and higher-is-better: its top-1, and its validation loss negated.
+    references = {"top-1": [[r["top1"] for r in long[n]] for n in names],
+                  "validation loss": [[-r["val_loss"] for r in long[n]] for n in names]}
     print()
     print(f"{date.today()}, {cpu_model()}, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"recipe {args.recipe}: {recipe.baseline} at width {p.width:g}, depth {p.depth:g}, {p.resolution} px, "
           f"{p.train_size} images; short {p.epochs} epochs, long {p.epochs * args.longer}; {args.seeds} seeds; "
           f"{time.perf_counter() - started:.0f} s in this run; {store.summary()}")
     print()
-    print("| candidate | real FLOPs ratio | params | activations | short top-1 (mean) | long top-1 (mean) |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for n, s, lo in zip(names, short_means, long_means):
+    print("| candidate | real FLOPs ratio | params | activations | short top-1 (mean) | long top-1 (mean) "
+          "| long validation loss (mean) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for i, n in enumerate(names):
         params, activations, ratio = costs[n]
-        print(f"| {n} | {ratio:.3f} | {params:,} | {activations:,} | {s:.3f} | {lo:.3f} |")
-    print()
-    print(f"Kendall's tau, short proxy against long: {taus['short proxy']:.3f}; by params: {taus['params']:.3f}; "
-          f"by activations: {taus['activations']:.3f}")
-    if noise_long is not None:
-        agreements = {what: resolved_agreement(ranking, long_runs, noise_long) for what, ranking in rankings.items()}
+        print(f"| {n} | {ratio:.3f} | {params:,} | {activations:,} | {rankings['short proxy'][i]:.3f} "
+              f"| {statistics.mean(references['top-1'][i]):.3f} "
+              f"| {-statistics.mean(references['validation loss'][i]):.4f} |")
+    for what, runs in references.items():
+        means = [statistics.mean(r) for r in runs]
+        print()
+        print(f"Against the long proxy's {what}: Kendall's tau, " + ", ".join(
+            f"{by} {kendall_tau(ranking, means):.3f}" for by, ranking in rankings.items()))
+        noise = seed_noise(dict(zip(names, runs)))
+        if noise is None:
+            print("  its seed noise: unknown (one seed)")
+            continue
+        agreements = {by: resolved_agreement(ranking, runs, noise) for by, ranking in rankings.items()}
         first = agreements["short proxy"]
-        print(f"the long proxy tells apart {first.resolved} of {first.pairs} pairs beyond its seed noise; of those, "
-              "ordered as it orders them: " + ", ".join(f"{what} {a.same}" for what, a in agreements.items()))
-    for name, noise in (("short", noise_short), ("long", noise_long)):
-        print(f"seed noise, {name} proxy: " + ("unknown (one seed)" if noise is None else
-                                                 f"{noise.std:.4f} top-1 ({noise.dof} degrees of freedom)"))
+        print(f"  its seed noise {noise.std:.4f} ({noise.dof} degrees of freedom); it tells apart {first.resolved} "
+              f"of {first.pairs} pairs beyond that noise; of those, ordered as it orders them: "
+              + ", ".join(f"{by} {a.same}" for by, a in agreements.items()))
+    noise_short = seed_noise(short)
+    print("seed noise, short proxy: " + ("unknown (one seed)" if noise_short is None else
+                                         f"{noise_short.std:.4f} top-1 ({noise_short.dof} degrees of freedom)"))
 
 
 if __name__ == "__main__":

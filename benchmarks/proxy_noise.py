@@ -38,7 +38,8 @@ def main() -> None:
     runs: dict[str, dict[int, float]] = {}
     for name, match in chosen_networks(recipe, args.candidates):
         for seed in range(args.seeds):
-            runs.setdefault(name, {})[seed] = store.top1(match.network, data, recipe, p.epochs, p.seed + seed, device)
+            runs.setdefault(name, {})[seed] = store.scores(match.network, data, recipe, p.epochs, p.seed + seed,
+                                                          device)["top1"]
         print(f"{name}: {' '.join(f'{v:.3f}' for v in runs[name].values())} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
     noise = seed_noise({name: list(scores.values()) for name, scores in runs.items()})
