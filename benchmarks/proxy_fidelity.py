@@ -14,11 +14,11 @@ it tells apart beyond its seed noise, and how many of those each ranking orders 
     python benchmarks/proxy_fidelity.py [--recipe default|quick|FILE] [--candidates 12] [--seeds 2] [--longer 4]
                                         [--device cpu|cuda] [--threads N] [--store FILE]
 
-Safe to interrupt: every training's top-1 and validation loss are appended to `--store` (default studies/proxy-trainings.jsonl) as it
-ends, keyed by everything that decides it (the network, the proxy's data and training settings, the epochs, the
-seed, the device kind, the search VERSION, torch's version; a data folder by its path, so a changed folder needs
-a fresh store), and the same command run again trains only what is not there (training is deterministic for a
-seed on the CPU). The report says how many came from the store and the training time of all of them.
+Safe to interrupt: every training's top-1 and validation loss are appended to `--store` (default
+studies/proxy-trainings.jsonl) as it ends, keyed by everything that decides it (the network, the proxy's data and
+training settings, the epochs, the seed, the device kind, the search VERSION, torch's version; a data folder by
+its path, so a changed folder needs a fresh store), and the same command run again trains only what is not there
+(training is deterministic for a seed on the CPU). The report says how many came from the store and the training time of all of them.
 
 Goal (the trust issue): tau >= 0.7, and above the params ranking's. The default recipe takes hours on a 2-core
 CPU (`scaler search --plan` projects a trial's time); the quick recipe runs in minutes and says whether the
@@ -195,6 +195,7 @@ def main() -> None:
     # The long proxy's two references, per seed and higher-is-better: its top-1, and its validation loss negated.
     references = {"top-1": [[r["top1"] for r in long[n]] for n in names],
                   "validation loss": [[-r["val_loss"] for r in long[n]] for n in names]}
+    reference_means = {what: [statistics.mean(r) for r in runs] for what, runs in references.items()}
     print()
     print(f"{date.today()}, {cpu_model()}, {device}, {torch.get_num_threads()} threads, torch {torch.__version__}; "
           f"recipe {args.recipe}: {recipe.baseline} at width {p.width:g}, depth {p.depth:g}, {p.resolution} px, "
@@ -207,10 +208,9 @@ def main() -> None:
     for i, n in enumerate(names):
         params, activations, ratio = costs[n]
         print(f"| {n} | {ratio:.3f} | {params:,} | {activations:,} | {rankings['short proxy'][i]:.3f} "
-              f"| {statistics.mean(references['top-1'][i]):.3f} "
-              f"| {-statistics.mean(references['validation loss'][i]):.4f} |")
+              f"| {reference_means['top-1'][i]:.3f} | {-reference_means['validation loss'][i]:.4f} |")
     for what, runs in references.items():
-        means = [statistics.mean(r) for r in runs]
+        means = reference_means[what]
         print()
         print(f"Against the long proxy's {what}: Kendall's tau, " + ", ".join(
             f"{by} {kendall_tau(ranking, means):.3f}" for by, ranking in rankings.items()))
