@@ -18,7 +18,8 @@ Safe to interrupt: every training's top-1 and validation loss are appended to `-
 studies/proxy-trainings.jsonl) as it ends, keyed by everything that decides it (the network, the proxy's data and
 training settings, the epochs, the seed, the device kind, the search VERSION, torch's version; a data folder by
 its path, so a changed folder needs a fresh store), and the same command run again trains only what is not there
-(training is deterministic for a seed on the CPU). The report says how many came from the store and the training time of all of them.
+(training is deterministic for a seed on the CPU). The report says how many came from the store and the training
+time of all of them.
 
 Goal (the trust issue): tau >= 0.7, and above the params ranking's. The default recipe takes hours on a 2-core
 CPU (`scaler search --plan` projects a trial's time); the quick recipe runs in minutes and says whether the
