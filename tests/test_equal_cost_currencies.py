@@ -200,9 +200,10 @@ def test_a_study_equal_in_latency_builds_its_table_once_and_reports_its_error(tm
     # Every candidate trained is within the tolerance by the table; one the table cannot place there (timings
     # differ between machines) is skipped, saying so, never trained off-cost.
     trained = [t for t in result.trials if t.state == "COMPLETE" and t.kind != "baseline"]
-    assert trained and all(abs(t.cost_ratio / 2 - 1) <= TOLERANCE for t in trained)
+    assert trained and all(abs(t.cost_ratio / 2 - 1) <= TOLERANCE for t in trained), [t.cost_ratio for t in trained]
     skipped = [t for t in result.trials if t.state == "FAIL"]
-    assert all(t.failure.startswith("skipped: ") and abs(t.cost_ratio / 2 - 1) > TOLERANCE for t in skipped)
+    assert all(t.failure.startswith("skipped: ") and abs(t.cost_ratio / 2 - 1) > TOLERANCE for t in skipped), [
+        (t.failure, t.cost_ratio) for t in skipped]
     again = search(recipe, None, "l", storage, device="cpu")  # resumed: the stored table, not a new one
     assert again.latency_table == table
     main(["studies", "show", "l", "--storage", storage])
