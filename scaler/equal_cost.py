@@ -192,11 +192,14 @@ def match_cost(proxy: Spec, depth: float, width: float, resolution: float, targe
         for i in (first - 1, first, last, last + 1):
             if 0 <= i < len(widths) and (closest is None or abs(at(i) / target - 1) < abs(closest[1] / target - 1)):
                 closest = ratios[i]
-        if first > last:
+        if first <= last:
+            at(min(max(steps, first), last))  # the width nearest the nominal one within the run
+        # A measured currency need not rise with the width everywhere: of the widths seen, those that landed, the
+        # nearest the nominal one (for FLOPs, the one just seen); never a skip while one of them landed.
+        landed = [i for i, (_, ratio) in ratios.items() if abs(ratio / target - 1) <= tolerance]
+        if not landed:
             continue
-        i = min(max(steps, first), last)  # the width nearest the nominal one within the run
-        if abs(at(i) / target - 1) > tolerance:  # a measured currency need not rise with the width everywhere
-            continue
+        i = min(landed, key=lambda i: (abs(i - steps), i))
         distortion = abs(math.log(widths[i] / width)) + abs(math.log(r / nominal))
         if best is None or distortion < best[0] - 1e-12:
             best = (distortion, *ratios[i])
