@@ -42,7 +42,6 @@ def test_a_small_network_learns_the_synthetic_set(synthetic_data):
     result = train(TINY, synthetic_data, epochs=6, batch_size=32, resolution=48, device="cpu", seed=0)
     chance = 1 / synthetic.NUM_CLASSES
     assert result.top1 > 4 * chance, result.top1_per_epoch
-    assert result.wall_seconds < 120
     assert result.num_classes == synthetic.NUM_CLASSES
 
 
