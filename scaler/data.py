@@ -26,7 +26,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train and validation images (uint8, N x 3 x S x S) and labels (int64), all on one device."""
+    """Train and validation images (uint8, N x 3 x S x S) and labels (int64), all on one device. `train_easy`
+    (bool, N) marks the training images a first epoch learns from alone, where a set has them (scaler.synthetic):
+    a start on easy images makes every seed find a hard attribute at the same time, not in some seeds early and
+    in others late (benchmarks/RESULTS.md)."""
 
     name: str
     train_images: torch.Tensor
@@ -34,6 +37,7 @@ class Dataset:
     val_images: torch.Tensor
     val_labels: torch.Tensor
     num_classes: int
+    train_easy: torch.Tensor | None = None
 
     @property
     def image_size(self) -> int:
@@ -175,10 +179,11 @@ def load_data(
         train = synthetic.generate(0, train_size or 5000, seed=seed)
         val = synthetic.generate(SYNTHETIC_VAL_START, val_size or 1000, seed=seed)
         classes = synthetic.NUM_CLASSES
+        easy = synthetic.easy(0, len(train[1]))
     elif kind in ("cifar10", "cifar100"):
-        train, val, classes = _load_cifar(kind, folder, seed, train_size, val_size)
+        (train, val, classes), easy = _load_cifar(kind, folder, seed, train_size, val_size), None
     else:
-        train, val, classes = _load_imagefolder(folder, seed, train_size, val_size, image_size)
+        (train, val, classes), easy = _load_imagefolder(folder, seed, train_size, val_size, image_size), None
     if len(train[1]) == 0 or len(val[1]) == 0:
         raise ScalerError(f"data: {data} has no images to train or validate on")
     return Dataset(
@@ -188,4 +193,5 @@ def load_data(
         val_images=val[0].to(device).contiguous(),
         val_labels=val[1].to(device),
         num_classes=classes,
+        train_easy=None if easy is None else easy.to(device),
     )

@@ -3,8 +3,10 @@
 The recipe: AdamW, linear warmup (the first 30 % of steps) then cosine decay to zero, label smoothing 0.1,
 a zero-initialised classifier, residual branches that start at zero (every block starts as the identity),
 stochastic depth as the spec says, channels_last everywhere, bf16 autocast on CUDA, `torch.compile` on
-request. Data stay on the device as uint8 (scaler.data), resized once to the candidate's resolution and
-augmented per batch on the device (scaler.augment). A fixed seed gives the same result on the CPU.
+request. Where the data mark easy images (the synthetic set's strong gratings), the first epoch trains on those
+alone, each as often as an epoch needs: every seed then finds the hard attribute at the same time. Data stay on
+the device as uint8 (scaler.data), resized once to the candidate's resolution and augmented per batch on the
+device (scaler.augment). A fixed seed gives the same result on the CPU.
 
 Optional progressive learning (EfficientNetV2, arXiv 2104.00298, Algorithm 1): the epochs split into K stages
 that raise the image size, dropout and augmentation together up to the candidate's own (`progressive_schedule`);
@@ -281,6 +283,8 @@ class _Run:
         self.train_images = resize(data.train_images, spec.resolution)
         self.val_images = resize(data.val_images, spec.resolution)
         self.train_labels, self.val_labels = data.train_labels, data.val_labels
+        easy = data.train_easy
+        self.train_easy = easy if easy is not None and bool(easy.any()) else None
         self.mean, self.std = channel_stats(self.train_images)
         count = len(self.train_labels)
         self.batch_size = min(batch_size, count)
@@ -312,6 +316,13 @@ class _Run:
             raise TrainingFailed(f"{type(error).__name__}: {str(error).splitlines()[0]}") from None
         return top1, loss, val_loss
 
+    def _easy_order(self, order: torch.Tensor) -> torch.Tensor:
+        """An epoch's worth of easy images: those of `order` in its order, then again in fresh random orders."""
+        easy = order[self.train_easy[order]]
+        again = [easy[torch.randperm(len(easy), generator=self.generator, device=self.device)]
+                 for _ in range(-(-len(order) // len(easy)) - 1)]
+        return torch.cat([easy, *again])
+
     def _train_epoch(self, epoch: int, on_progress) -> float:
         self.model.train()
         started = time.perf_counter()
@@ -321,6 +332,8 @@ class _Run:
         for dropout in self.dropouts:
             dropout.p = stage.dropout
         order = torch.randperm(len(self.train_labels), generator=self.generator, device=self.device)
+        if epoch == 0 and self.train_easy is not None:
+            order = self._easy_order(order)
         loss_sum = torch.zeros((), device=self.device)
         for step in range(self.steps):
             index = order[step * self.batch_size:(step + 1) * self.batch_size]

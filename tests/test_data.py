@@ -52,6 +52,12 @@ def test_cifar_in_the_real_format(tmp_path, kind, classes):
     assert data.train_images.shape == (train_count, 3, 32, 32) and data.train_images.dtype == torch.uint8
     assert data.val_images.shape == (30, 3, 32, 32)
     assert data.train_labels.dtype == torch.int64 and int(data.train_labels.max()) < classes
+    assert data.train_easy is None  # no image is marked easy: every epoch draws from all of them
+
+
+def test_the_synthetic_set_marks_its_easy_images():
+    data = load_data("synthetic", train_size=9, val_size=4)
+    assert data.train_easy.tolist() == [True, False] * 4 + [True]
 
 
 def test_cifar_images_keep_their_pixels(tmp_path):

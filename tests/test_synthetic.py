@@ -82,9 +82,25 @@ def test_gratings_fill_the_squares_and_never_the_disc():
                  ((coords[:, None] - scene.cy[i, k]).abs() < 0.5 * scene.radius[i, k])
         return float(images[i][:, inside].std(dim=1).mean())
 
-    grating = [i for i in range(len(labels)) if not scene.plain[i]]
+    easy = synthetic.easy(0, len(labels))
+    grating = [i for i in range(len(labels)) if not scene.plain[i] and easy[i]]
     plain = [i for i in range(len(labels)) if scene.plain[i]]
     assert grating and plain
     assert max(interior_std(i, 0) for i in range(len(labels))) < 0.05
     assert min(interior_std(i, 1) for i in grating) > 0.08
     assert max(interior_std(i, 1) for i in plain) < 0.05
+
+
+def test_half_the_images_are_easy_with_strong_gratings():
+    """The even images' gratings have the strong contrast every training finds; the odd images' are faint, spread
+    log-uniformly down to where a short training cannot see them: what a longer one still has to learn."""
+    scene = synthetic._draw_chunk(3, 1)
+    contrast = scene.object_delta.norm(dim=-1) / 3 ** 0.5  # per image and object
+    easy = synthetic.easy(3 * synthetic.CHUNK, synthetic.CHUNK)
+    assert easy.tolist() == [i % 2 == 0 for i in range(synthetic.CHUNK)]
+    low, high = synthetic.CONTRAST
+    assert float(contrast[easy].min()) >= low - 1e-6 and float(contrast[easy].max()) <= high + 1e-6
+    low, high = synthetic.FAINT_CONTRAST
+    faint = contrast[~easy]
+    assert float(faint.min()) >= low - 1e-6 and float(faint.max()) <= high + 1e-6
+    assert float(faint.log().median()) < (torch.tensor(low).log() + torch.tensor(high).log()) / 2 + 0.1

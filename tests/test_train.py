@@ -10,9 +10,10 @@ from torch import nn
 
 import scaler
 from scaler import synthetic
-from scaler.augment import resize
+from scaler import training
+from scaler.augment import random_crop_flip, resize
 from scaler.cli import main
-from scaler.data import load_data
+from scaler.data import Dataset, load_data
 from scaler.errors import ScalerError
 from scaler.blocks import BasicBlock, Bottleneck, FusedMBConv, InvertedResidual, MBConv
 from scaler.build import build_model
@@ -43,6 +44,31 @@ def test_a_small_network_learns_the_synthetic_set(synthetic_data):
     chance = 1 / synthetic.NUM_CLASSES
     assert result.top1 > 4 * chance, result.top1_per_epoch
     assert result.num_classes == synthetic.NUM_CLASSES
+
+
+def test_the_first_epoch_learns_from_the_easy_images_alone(monkeypatch):
+    """Every training image carries its index in a corner pixel; the batches the trainer augments show which images
+    each epoch drew: the first, each easy image twice (as many steps as any epoch) and no other; the next, every
+    image once."""
+    count, batch = 256, 32
+    labels = torch.arange(count) % 2
+    images = torch.randint(0, 256, (count, 3, 32, 32), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    images[:, 0, 0, 0] = torch.arange(count) % 256
+    easy = (torch.arange(count) % 4 == 1) | (torch.arange(count) % 4 == 2)  # half of each class
+    data = Dataset("marked", images, labels, images[:64], labels[:64], 2, train_easy=easy)
+    drawn = []
+
+    def spy(x, generator, pad):
+        drawn.append(x[:, 0, 0, 0].long())
+        return random_crop_flip(x, generator, pad)
+
+    monkeypatch.setattr(training, "random_crop_flip", spy)
+    train(TINY, data, epochs=2, batch_size=batch, device="cpu")
+    steps = count // batch
+    first, second = torch.cat(drawn[:steps]), torch.cat(drawn[steps:])
+    assert len(drawn) == 2 * steps
+    assert torch.bincount(first, minlength=count).tolist() == (2 * easy.long()).tolist()
+    assert torch.bincount(second, minlength=count).tolist() == [1] * count
 
 
 def test_same_seed_same_result(cifar):

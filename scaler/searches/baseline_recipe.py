@@ -13,9 +13,9 @@ from scaler.scaling import round_channels
 from scaler.spec import Spec, Stage
 from scaler.study.proxy import QUICK_PROXY, Proxy, split_settings
 
-VERSION = "6"  # bump when a change would make old trials incomparable (4: proxy channels to multiples of 2; 5: the
+VERSION = "7"  # bump when a change would make old trials incomparable (4: proxy channels to multiples of 2; 5: the
 # synthetic set's salient gratings on the squares only, objects of 0.05 to 0.14; 6: the training's warm-up over
-# 30 % of the steps)
+# 30 % of the steps; 7: half the synthetic images faint, the first epoch on the others)
 BLOCKS = ("mbconv", "fused_mbconv")
 KERNELS = (3, 5)
 EXPANSIONS = (1, 4, 6)

@@ -20,9 +20,9 @@ from scaler.scaling import STAGE_RULES, StageRule, stage_rule
 from scaler.spec import Spec
 from scaler.study.proxy import FLAT_NAMES, QUICK_PROXY, Proxy, split_settings
 
-VERSION = "8"  # bump when a change would make old trials incomparable (5: candidates at equal real FLOPs; 6: rules
+VERSION = "9"  # bump when a change would make old trials incomparable (5: candidates at equal real FLOPs; 6: rules
 # as references; 7: the synthetic set's salient gratings on the squares only, objects of 0.05 to 0.14; 8: the
-# training's warm-up over 30 % of the steps)
+# training's warm-up over 30 % of the steps; 9: half the synthetic images faint, the first epoch on the others)
 SAMPLERS = ("grid", "tpe")
 SAMPLED_STEP = 0.01  # TPE proposes alpha and beta on this grid: finer than a short proxy can tell apart
 DEFAULT_REPEATS, QUICK_REPEATS = 2, 1  # extra seeds for the deciding candidates (scaler.study.verdict)
