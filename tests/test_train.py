@@ -53,7 +53,7 @@ def test_the_first_epoch_learns_from_the_easy_images_alone(monkeypatch):
     count, batch = 256, 32
     labels = torch.arange(count) % 2
     images = torch.randint(0, 256, (count, 3, 32, 32), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
-    images[:, 0, 0, 0] = torch.arange(count) % 256
+    images[:, 0, 0, 0] = torch.arange(count)  # count <= 256: the index fits the pixel
     easy = (torch.arange(count) % 4 == 1) | (torch.arange(count) % 4 == 2)  # half of each class
     data = Dataset("marked", images, labels, images[:64], labels[:64], 2, train_easy=easy)
     drawn = []
