@@ -170,6 +170,7 @@ def load_data(
     """Load a dataset onto `device`. Sizes cap the number of images (synthetic: 5000 and 1000 by default);
     `image_size` is the stored size of ImageFolder images (CIFAR is 32 px, synthetic its native size)."""
     kind, folder = parse_data(data)
+    easy = None  # only the synthetic set marks easy images
     for name, value in (("train size", train_size), ("val size", val_size)):
         if value is not None:
             check_int(name, value)
@@ -181,9 +182,9 @@ def load_data(
         classes = synthetic.NUM_CLASSES
         easy = synthetic.easy(0, len(train[1]))
     elif kind in ("cifar10", "cifar100"):
-        (train, val, classes), easy = _load_cifar(kind, folder, seed, train_size, val_size), None
+        train, val, classes = _load_cifar(kind, folder, seed, train_size, val_size)
     else:
-        (train, val, classes), easy = _load_imagefolder(folder, seed, train_size, val_size, image_size), None
+        train, val, classes = _load_imagefolder(folder, seed, train_size, val_size, image_size)
     if len(train[1]) == 0 or len(val[1]) == 0:
         raise ScalerError(f"data: {data} has no images to train or validate on")
     return Dataset(

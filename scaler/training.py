@@ -320,7 +320,7 @@ class _Run:
         """An epoch's worth of easy images: those of `order` in its order, then again in fresh random orders."""
         easy = order[self.train_easy[order]]
         again = [easy[torch.randperm(len(easy), generator=self.generator, device=self.device)]
-                 for _ in range(-(-len(order) // len(easy)) - 1)]
+                 for _ in range(math.ceil(len(order) / len(easy)) - 1)]
         return torch.cat([easy, *again])
 
     def _train_epoch(self, epoch: int, on_progress) -> float:
